@@ -1,0 +1,206 @@
+/**
+ * What JSON Schema cannot say about routes.yaml: names that must resolve,
+ * regexes that must compile, files that must be readable, keys that only make
+ * sense together. Runs after the schema passed, reports through `report` so
+ * every problem carries its line and column.
+ */
+import { accessSync, constants } from "node:fs";
+import { resolve } from "node:path";
+import { didYouMean, type Segment } from "./load.js";
+import type { Config, RouteConfig } from "./schema.js";
+
+export interface CheckContext {
+  report(segs: readonly Segment[], message: string, key?: string): void;
+  baseDir: string;
+  /** Was this key written in the file (as opposed to filled in by a default)? */
+  present(segs: readonly Segment[]): boolean;
+}
+
+/**
+ * Keys the schema accepts (so files written for later versions validate) but
+ * this build does not act on yet. Setting one is an error rather than a
+ * silent no-op: a gateway that ignores `auth` is worse than one that refuses.
+ */
+const NOT_IMPLEMENTED: { path: string; issue: number }[] = [
+  { path: "routes.*.auth", issue: 3 },
+  { path: "routes.*.rateLimit", issue: 3 },
+  { path: "routes.*.cache", issue: 3 },
+  { path: "routes.*.transform", issue: 3 },
+  { path: "routes.*.cors", issue: 3 },
+  { path: "routes.*.websocket", issue: 4 },
+  { path: "services.*.healthCheck", issue: 4 },
+  { path: "services.*.outlierDetection", issue: 4 },
+  { path: "services.*.retries", issue: 4 },
+  { path: "services.*.maxConnectionsPerTarget", issue: 4 },
+  { path: "services.*.slowStart", issue: 4 },
+  { path: "services.*.sticky", issue: 4 },
+  { path: "store", issue: 3 },
+  { path: "admin", issue: 0 },
+  { path: "watch", issue: 0 },
+  { path: "tcp.*", issue: 5 },
+  { path: "udp.*", issue: 5 },
+  { path: "listen.*.http2", issue: 0 },
+  { path: "listen.*.serverTiming", issue: 0 },
+];
+
+export function semanticChecks(cfg: Config, ctx: CheckContext): void {
+  checkNotImplemented(cfg, ctx);
+  const services = Object.keys(cfg.services);
+  const verifiers = Object.keys(cfg.jwt);
+  const serviceRef = (segs: Segment[], name: string, scheme: string[]) => {
+    const svc = cfg.services[name];
+    if (!svc) {
+      ctx.report(segs, `unknown service '${name}'${didYouMean(name, services)}`);
+      return;
+    }
+    cfg.services[name].targets.forEach((t, i) => {
+      const url = typeof t === "string" ? t : t.url;
+      if (!scheme.some((s) => url.startsWith(`${s}://`))) {
+        ctx.report(
+          ["services", name, "targets", i],
+          `target '${url}' must be ${scheme.map((s) => `${s}://`).join(" or ")} for ${segs.join(".")}`,
+        );
+      }
+    });
+  };
+
+  checkTargets(cfg, ctx);
+  if (cfg.routes.length > 0 && cfg.listen.length === 0) {
+    ctx.report([], "routes are declared but no L7 listener: add `listen: [{ port: 8080 }]`", "listen");
+  }
+  const names = new Map<string, number>();
+  cfg.routes.forEach((r, i) => {
+    const at: Segment[] = ["routes", i];
+    if (names.has(r.name)) ctx.report([...at, "name"], `duplicate route name '${r.name}' (also routes[${names.get(r.name)}])`);
+    names.set(r.name, i);
+    const targets = [r.service, r.split, r.respond].filter((x) => x !== undefined).length;
+    if (targets !== 1) ctx.report(at, "a route needs exactly one of service, split or respond");
+    if (r.service !== undefined) serviceRef([...at, "service"], r.service, ["http", "https"]);
+    r.split?.forEach((s, j) => serviceRef([...at, "split", j, "service"], s.service, ["http", "https"]));
+    if (r.split && r.split.every((s) => s.weight === 0)) ctx.report([...at, "split"], "split weights are all 0");
+    if (r.auth && r.auth.jwt !== false && !cfg.jwt[r.auth.jwt]) {
+      ctx.report([...at, "auth", "jwt"], `unknown JWT verifier '${r.auth.jwt}'${didYouMean(r.auth.jwt, verifiers)}`);
+    }
+    checkMatch(r, at, ctx);
+  });
+
+  for (const [kind, list] of [
+    ["tcp", cfg.tcp],
+    ["udp", cfg.udp],
+  ] as const) {
+    const seen = new Set<string>();
+    list.forEach((l, i) => {
+      if (seen.has(l.name)) ctx.report([kind, i, "name"], `duplicate ${kind} listener name '${l.name}'`);
+      seen.add(l.name);
+      const scheme = kind === "tcp" ? ["tcp"] : ["udp"];
+      if (l.service !== undefined) serviceRef([kind, i, "service"], l.service, scheme);
+    });
+  }
+  cfg.tcp.forEach((l, i) => {
+    if (l.sni) for (const [host, svc] of Object.entries(l.sni)) serviceRef(["tcp", i, "sni", host], svc, ["tcp"]);
+    if (l.default !== undefined) serviceRef(["tcp", i, "default"], l.default, ["tcp"]);
+    if ((l.service === undefined) === (l.sni === undefined)) {
+      ctx.report(["tcp", i], "a tcp listener needs exactly one of service or sni");
+    }
+  });
+
+  for (const [name, v] of Object.entries(cfg.jwt)) {
+    const keys = [v.secret, v.publicKey, v.jwksUri].filter((x) => x !== undefined).length;
+    if (keys !== 1) ctx.report(["jwt", name], "a verifier needs exactly one of secret, publicKey or jwksUri");
+  }
+  for (const [name, s] of Object.entries(cfg.services)) {
+    if (s.hash && s.hash.on !== "ip" && s.hash.on !== "path" && !s.hash.name) {
+      ctx.report(["services", name, "hash"], `hash.on: ${s.hash.on} needs a name (which ${s.hash.on})`);
+    }
+  }
+  cfg.listen.forEach((l, i) => {
+    for (const k of ["cert", "key"] as const) {
+      if (l.tls) readable(ctx, ["listen", i, "tls", k], l.tls[k]);
+    }
+    l.tls?.sni?.forEach((s, j) => {
+      readable(ctx, ["listen", i, "tls", "sni", j, "cert"], s.cert);
+      readable(ctx, ["listen", i, "tls", "sni", j, "key"], s.key);
+    });
+  });
+}
+
+function checkTargets(cfg: Config, ctx: CheckContext) {
+  for (const [name, s] of Object.entries(cfg.services)) {
+    s.targets.forEach((t, i) => {
+      const url = typeof t === "string" ? t : t.url;
+      let u: URL;
+      try {
+        u = new URL(url);
+      } catch {
+        ctx.report(["services", name, "targets", i], `'${url}' is not a URL (e.g. http://127.0.0.1:3001)`);
+        return;
+      }
+      if (!["http:", "https:", "tcp:", "udp:"].includes(u.protocol)) {
+        ctx.report(["services", name, "targets", i], `scheme '${u.protocol}' is not one of http, https, tcp, udp`);
+      } else if ((u.protocol === "tcp:" || u.protocol === "udp:") && u.port === "") {
+        ctx.report(["services", name, "targets", i], `'${url}' needs a port`);
+      } else if (u.pathname !== "/" && u.pathname !== "" && u.protocol.startsWith("http")) {
+        ctx.report(["services", name, "targets", i], `'${url}': a target is an origin, without a path (use rewrite)`);
+      }
+    });
+  }
+}
+
+function checkMatch(r: RouteConfig, at: Segment[], ctx: CheckContext) {
+  const m = r.match;
+  if (!m) return;
+  const tryRegex = (segs: Segment[], src: string) => {
+    try {
+      new RegExp(src);
+    } catch (err) {
+      ctx.report(segs, `regex does not compile: ${(err as Error).message}`);
+    }
+  };
+  if (m.pathType === "regex") tryRegex([...at, "match", "path"], m.path);
+  else if (!m.path.startsWith("/")) ctx.report([...at, "match", "path"], "path must start with '/'");
+  if (m.pathType === "template" && /:(?![A-Za-z_])/.test(m.path)) {
+    ctx.report([...at, "match", "path"], "template parameters are written :name (letters, digits, _)");
+  }
+  for (const [h, v] of Object.entries(m.headers ?? {})) {
+    if (typeof v === "object" && "regex" in v) tryRegex([...at, "match", "headers", h, "regex"], v.regex);
+  }
+  if (r.rewrite?.path && m.pathType !== "template" && m.pathType !== "regex") {
+    const params = [...r.rewrite.path.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((x) => x[1]);
+    const bad = params.find((p) => p !== "rest");
+    if (bad) ctx.report([...at, "rewrite", "path"], `{${bad}} needs a template or regex path with that parameter`);
+  }
+}
+
+function readable(ctx: CheckContext, segs: Segment[], file: string) {
+  try {
+    accessSync(resolve(ctx.baseDir, file), constants.R_OK);
+  } catch {
+    ctx.report(segs, `cannot read '${file}'`);
+  }
+}
+
+function checkNotImplemented(cfg: Config, ctx: CheckContext) {
+  for (const { path, issue } of NOT_IMPLEMENTED) {
+    for (const segs of expand(cfg as unknown, path.split("."))) {
+      if (!ctx.present(segs)) continue;
+      let v: unknown = cfg;
+      for (const s of segs) v = (v as Record<string, unknown>)?.[s as string];
+      if (v === false || v === undefined) continue;
+      const where = issue ? ` (issue #${issue})` : "";
+      ctx.report(segs, `not implemented yet in this version${where}; remove the key to start`);
+    }
+  }
+}
+
+/** Concrete paths in `data` for a pattern like routes.*.auth */
+function expand(data: unknown, pattern: string[], prefix: Segment[] = []): Segment[][] {
+  if (pattern.length === 0) return [prefix];
+  const [head, ...rest] = pattern;
+  if (data === null || typeof data !== "object") return [];
+  if (head === "*") {
+    const keys: Segment[] = Array.isArray(data) ? data.map((_, i) => i) : Object.keys(data);
+    return keys.flatMap((k) => expand((data as Record<string, unknown>)[k as string], rest, [...prefix, k]));
+  }
+  if (!(head in data)) return [];
+  return expand((data as Record<string, unknown>)[head], rest, [...prefix, head]);
+}

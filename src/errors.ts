@@ -1,0 +1,64 @@
+/**
+ * Every error the gateway itself produces (SPEC §5), in one table. Each is an
+ * @fastify/error constructor with its status baked in; `errorBody` renders the
+ * public JSON shape. Low-level causes travel in `cause` and are logged, never
+ * sent: no stack traces and no upstream addresses reach a client.
+ */
+import createError, { type FastifyErrorConstructor } from "@fastify/error";
+import { STATUS_CODES } from "node:http";
+
+const table = {
+  SY_BAD_PATH: [400, "The request path is not allowed"],
+  SY_BAD_REQUEST: [400, "Malformed request"],
+  SY_AUTH_MISSING: [401, "A bearer token is required"],
+  SY_AUTH_INVALID: [401, "The bearer token is not valid"],
+  SY_AUTH_FORBIDDEN: [403, "The token lacks a required scope or claim"],
+  SY_NO_ROUTE: [404, "No route matches this request"],
+  SY_REQUEST_TIMEOUT: [408, "The request did not arrive in time"],
+  SY_BODY_TOO_LARGE: [413, "The request body is larger than this route allows"],
+  SY_RATE_LIMITED: [429, "Too many requests"],
+  SY_HEADERS_TOO_LARGE: [431, "The request headers are too large"],
+  SY_UPSTREAM_CONNECT: [502, "The upstream service could not be reached"],
+  SY_UPSTREAM_RESET: [502, "The upstream service closed the connection"],
+  SY_NO_HEALTHY_TARGET: [503, "No healthy target is available for this service"],
+  SY_CIRCUIT_OPEN: [503, "The upstream service is at capacity"],
+  SY_STORE_UNAVAILABLE: [503, "The shared store is unavailable"],
+  SY_UPSTREAM_TIMEOUT: [504, "The upstream service did not answer in time"],
+} as const satisfies Record<string, readonly [number, string]>;
+
+export type ErrorCode = keyof typeof table;
+
+export const errors = Object.fromEntries(
+  Object.entries(table).map(([code, [status, message]]) => [code, createError(code, message, status)]),
+) as Record<ErrorCode, FastifyErrorConstructor<{ code: ErrorCode; statusCode: number }>>;
+
+export function isGatewayError(err: unknown): err is Error & { code: ErrorCode; statusCode: number } {
+  return typeof (err as { code?: unknown })?.code === "string" && (err as { code: string }).code in table;
+}
+
+export interface ErrorBody {
+  statusCode: number;
+  error: string;
+  code: string;
+  message: string;
+  requestId: string;
+}
+
+export function errorBody(code: ErrorCode, requestId: string, message?: string): ErrorBody {
+  const [statusCode, text] = table[code];
+  return { statusCode, error: STATUS_CODES[statusCode] ?? "Error", code, message: message ?? text, requestId };
+}
+
+export function statusOf(code: ErrorCode): number {
+  return table[code][0];
+}
+
+/** Raw JSON for places without a Fastify reply (clientError on a bare socket). */
+export function rawErrorResponse(code: ErrorCode, requestId: string): string {
+  const body = JSON.stringify(errorBody(code, requestId));
+  const status = statusOf(code);
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  );
+}
