@@ -4,8 +4,9 @@
  * public JSON shape. Low-level causes travel in `cause` and are logged, never
  * sent: no stack traces and no upstream addresses reach a client.
  */
-import createError, { type FastifyErrorConstructor } from "@fastify/error";
+
 import { STATUS_CODES } from "node:http";
+import createError, { type FastifyErrorConstructor } from "@fastify/error";
 
 const table = {
   SY_BAD_PATH: [400, "The request path is not allowed"],
@@ -46,7 +47,13 @@ export interface ErrorBody {
 
 export function errorBody(code: ErrorCode, requestId: string, message?: string): ErrorBody {
   const [statusCode, text] = table[code];
-  return { statusCode, error: STATUS_CODES[statusCode] ?? "Error", code, message: message ?? text, requestId };
+  return {
+    statusCode,
+    error: STATUS_CODES[statusCode] ?? "Error",
+    code,
+    message: message ?? text,
+    requestId,
+  };
 }
 
 export function statusOf(code: ErrorCode): number {

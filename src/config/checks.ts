@@ -6,6 +6,8 @@
  */
 import { accessSync, constants } from "node:fs";
 import { resolve } from "node:path";
+import { validateMatchSpec } from "../router/match.js";
+import { compileRewrite } from "../router/rewrite.js";
 import { didYouMean, type Segment } from "./load.js";
 import type { Config, RouteConfig } from "./schema.js";
 
@@ -71,15 +73,21 @@ export function semanticChecks(cfg: Config, ctx: CheckContext): void {
   const names = new Map<string, number>();
   cfg.routes.forEach((r, i) => {
     const at: Segment[] = ["routes", i];
-    if (names.has(r.name)) ctx.report([...at, "name"], `duplicate route name '${r.name}' (also routes[${names.get(r.name)}])`);
+    if (names.has(r.name))
+      ctx.report([...at, "name"], `duplicate route name '${r.name}' (also routes[${names.get(r.name)}])`);
     names.set(r.name, i);
     const targets = [r.service, r.split, r.respond].filter((x) => x !== undefined).length;
     if (targets !== 1) ctx.report(at, "a route needs exactly one of service, split or respond");
     if (r.service !== undefined) serviceRef([...at, "service"], r.service, ["http", "https"]);
-    r.split?.forEach((s, j) => serviceRef([...at, "split", j, "service"], s.service, ["http", "https"]));
-    if (r.split && r.split.every((s) => s.weight === 0)) ctx.report([...at, "split"], "split weights are all 0");
+    r.split?.forEach((s, j) => {
+      serviceRef([...at, "split", j, "service"], s.service, ["http", "https"]);
+    });
+    if (r.split?.every((s) => s.weight === 0)) ctx.report([...at, "split"], "split weights are all 0");
     if (r.auth && r.auth.jwt !== false && !cfg.jwt[r.auth.jwt]) {
-      ctx.report([...at, "auth", "jwt"], `unknown JWT verifier '${r.auth.jwt}'${didYouMean(r.auth.jwt, verifiers)}`);
+      ctx.report(
+        [...at, "auth", "jwt"],
+        `unknown JWT verifier '${r.auth.jwt}'${didYouMean(r.auth.jwt, verifiers)}`,
+      );
     }
     checkMatch(r, at, ctx);
   });
@@ -97,7 +105,8 @@ export function semanticChecks(cfg: Config, ctx: CheckContext): void {
     });
   }
   cfg.tcp.forEach((l, i) => {
-    if (l.sni) for (const [host, svc] of Object.entries(l.sni)) serviceRef(["tcp", i, "sni", host], svc, ["tcp"]);
+    if (l.sni)
+      for (const [host, svc] of Object.entries(l.sni)) serviceRef(["tcp", i, "sni", host], svc, ["tcp"]);
     if (l.default !== undefined) serviceRef(["tcp", i, "default"], l.default, ["tcp"]);
     if ((l.service === undefined) === (l.sni === undefined)) {
       ctx.report(["tcp", i], "a tcp listener needs exactly one of service or sni");
@@ -136,11 +145,17 @@ function checkTargets(cfg: Config, ctx: CheckContext) {
         return;
       }
       if (!["http:", "https:", "tcp:", "udp:"].includes(u.protocol)) {
-        ctx.report(["services", name, "targets", i], `scheme '${u.protocol}' is not one of http, https, tcp, udp`);
+        ctx.report(
+          ["services", name, "targets", i],
+          `scheme '${u.protocol}' is not one of http, https, tcp, udp`,
+        );
       } else if ((u.protocol === "tcp:" || u.protocol === "udp:") && u.port === "") {
         ctx.report(["services", name, "targets", i], `'${url}' needs a port`);
       } else if (u.pathname !== "/" && u.pathname !== "" && u.protocol.startsWith("http")) {
-        ctx.report(["services", name, "targets", i], `'${url}': a target is an origin, without a path (use rewrite)`);
+        ctx.report(
+          ["services", name, "targets", i],
+          `'${url}': a target is an origin, without a path (use rewrite)`,
+        );
       }
     });
   }
@@ -148,26 +163,48 @@ function checkTargets(cfg: Config, ctx: CheckContext) {
 
 function checkMatch(r: RouteConfig, at: Segment[], ctx: CheckContext) {
   const m = r.match;
-  if (!m) return;
+  if (!m) {
+    if (r.rewrite) checkRewriteOnly(r, at, ctx);
+    return;
+  }
+  // Precise positions for the common mistakes first; the matcher's own validation covers the rest.
+  let found = false;
+  const say = (segs: Segment[], message: string) => {
+    found = true;
+    ctx.report(segs, message);
+  };
   const tryRegex = (segs: Segment[], src: string) => {
     try {
       new RegExp(src);
     } catch (err) {
-      ctx.report(segs, `regex does not compile: ${(err as Error).message}`);
+      say(segs, `regex does not compile: ${(err as Error).message}`);
     }
   };
   if (m.pathType === "regex") tryRegex([...at, "match", "path"], m.path);
-  else if (!m.path.startsWith("/")) ctx.report([...at, "match", "path"], "path must start with '/'");
+  else if (!m.path.startsWith("/")) say([...at, "match", "path"], "path must start with '/'");
   if (m.pathType === "template" && /:(?![A-Za-z_])/.test(m.path)) {
-    ctx.report([...at, "match", "path"], "template parameters are written :name (letters, digits, _)");
+    say([...at, "match", "path"], "template parameters are written :name (letters, digits, _)");
   }
   for (const [h, v] of Object.entries(m.headers ?? {})) {
     if (typeof v === "object" && "regex" in v) tryRegex([...at, "match", "headers", h, "regex"], v.regex);
   }
-  if (r.rewrite?.path && m.pathType !== "template" && m.pathType !== "regex") {
-    const params = [...r.rewrite.path.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((x) => x[1]);
-    const bad = params.find((p) => p !== "rest");
-    if (bad) ctx.report([...at, "rewrite", "path"], `{${bad}} needs a template or regex path with that parameter`);
+  if (found) return;
+  const why = validateMatchSpec(m);
+  if (why) ctx.report([...at, "match"], why);
+  else {
+    try {
+      compileRewrite(r.rewrite, m.path, m.pathType);
+    } catch (err) {
+      ctx.report([...at, "rewrite"], (err as Error).message);
+    }
+  }
+}
+
+function checkRewriteOnly(r: RouteConfig, at: Segment[], ctx: CheckContext) {
+  try {
+    compileRewrite(r.rewrite, "/", "prefix");
+  } catch (err) {
+    ctx.report([...at, "rewrite"], (err as Error).message);
   }
 }
 
@@ -187,7 +224,10 @@ function checkNotImplemented(cfg: Config, ctx: CheckContext) {
       for (const s of segs) v = (v as Record<string, unknown>)?.[s as string];
       if (v === false || v === undefined) continue;
       const where = issue ? ` (issue #${issue})` : "";
-      ctx.report(segs, `not implemented yet in this version${where}; remove the key to start`);
+      const last = segs[segs.length - 1];
+      const message = `not implemented yet in this version${where}; remove the key to start`;
+      if (typeof last === "string") ctx.report(segs.slice(0, -1), message, last);
+      else ctx.report(segs, message);
     }
   }
 }

@@ -7,10 +7,20 @@
  * files) → deep-freeze. Nothing here starts or listens.
  */
 import { readFileSync } from "node:fs";
-import { basename, dirname, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { Ajv, type ErrorObject } from "ajv";
 import { closest, distance } from "fastest-levenshtein";
-import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument, parse as parseYaml, visit } from "yaml";
+import {
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  parseDocument,
+  parse as parseYaml,
+  visit,
+} from "yaml";
 import { semanticChecks } from "./checks.js";
 import { type Config, ConfigSchema } from "./schema.js";
 
@@ -54,12 +64,13 @@ export interface LoadOptions {
 }
 
 export function loadConfigFile(file: string, opts: LoadOptions = {}): Config {
-  const shown = opts.displayName ?? basename(file);
+  const shown = opts.displayName ?? file;
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code === "ENOENT" ? "file not found" : (err as Error).message;
+    const reason =
+      (err as NodeJS.ErrnoException).code === "ENOENT" ? "file not found" : (err as Error).message;
     throw new ConfigError(shown, [{ line: 0, col: 0, path: "", message: `cannot read ${file}: ${reason}` }]);
   }
   return parseConfig(text, { ...opts, displayName: shown, baseDir: dirname(resolve(file)) });
@@ -69,13 +80,14 @@ export function parseConfig(text: string, opts: LoadOptions & { baseDir?: string
   const shown = opts.displayName ?? "routes.yaml";
   const env = opts.env ?? process.env;
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: true });
   const pos = (offset: number) => lc.linePos(offset);
   const problems: Problem[] = [];
 
   for (const e of doc.errors) {
     const p = e.linePos?.[0] ?? { line: 0, col: 0 };
-    problems.push({ line: p.line, col: p.col, path: "", message: e.message.split("\n")[0] });
+    const message = e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
+    problems.push({ line: p.line, col: p.col, path: "", message });
   }
   if (problems.length) throw new ConfigError(shown, problems);
 
@@ -133,18 +145,22 @@ function expandEnv(root: unknown, env: NodeJS.ProcessEnv, fail: (node: Node, mes
       if (typeof node.value !== "string" || !node.value.includes("${")) return;
       const src = node.value;
       let missing: string | undefined;
-      const out = src.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, def?: string) => {
-        const v = env[name];
-        if (v !== undefined && v !== "") return v;
-        if (def !== undefined) return def;
-        missing ??= name;
-        return "";
-      });
+      const out = src.replace(
+        /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,
+        (_m, name: string, def?: string) => {
+          const v = env[name];
+          if (v !== undefined && v !== "") return v;
+          if (def !== undefined) return def;
+          missing ??= name;
+          return "";
+        },
+      );
       if (missing) {
         fail(node, `environment variable ${missing} is not set (use \${${missing}:-default} for a default)`);
         return;
       }
-      const whole = /^\$\{[^}]*\}$/.test(src);
+      // Quoted scalars stay strings; a plain one is read again as YAML.
+      const whole = node.type === "PLAIN" && /^\$\{[^}]*\}$/.test(src);
       node.value = whole && out !== "" ? safeScalar(out) : out;
     },
   });
@@ -187,7 +203,8 @@ function hasPath(root: unknown, segs: readonly Segment[]): boolean {
       const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(seg));
       if (!pair) return false;
       node = pair.value as Node;
-    } else if (isSeq(node) && typeof seg === "number" && seg < node.items.length) node = node.items[seg] as Node;
+    } else if (isSeq(node) && typeof seg === "number" && seg < node.items.length)
+      node = node.items[seg] as Node;
     else return false;
   }
   return true;
@@ -252,7 +269,9 @@ function describeError(e: ErrorObject): string {
       return `'${e.data}' is not valid: ${s?.description ?? `must match ${pattern}`}`;
     }
     case "anyOf": {
-      const consts = s?.anyOf?.every((b) => b.const !== undefined) ? s.anyOf.map((b) => String(b.const)) : undefined;
+      const consts = s?.anyOf?.every((b) => b.const !== undefined)
+        ? s.anyOf.map((b) => String(b.const))
+        : undefined;
       if (consts) {
         const hint = typeof e.data === "string" ? didYouMean(e.data, consts) : "";
         return `'${String(e.data)}' is not one of ${consts.join(", ")}${hint}`;

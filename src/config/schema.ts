@@ -4,7 +4,7 @@
  * schema` prints it for editors. Every field carries a description: it is the
  * user's reference (the README's table is generated from it).
  */
-import { type Static, type TSchema, Type as T } from "@sinclair/typebox";
+import { type Static, Type as T, type TSchema } from "@sinclair/typebox";
 
 const Duration = (description: string, def?: string) =>
   T.String({ pattern: "^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$", description, ...(def ? { default: def } : {}) });
@@ -12,7 +12,10 @@ const Size = (description: string, def?: string) =>
   T.String({ pattern: "^[0-9]+(b|kb|mb|gb)$", description, ...(def ? { default: def } : {}) });
 const Strict = <P extends Record<string, TSchema>>(props: P, description: string) =>
   T.Object(props, { additionalProperties: false, description });
-const Name = T.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]*$", description: "A name: letters, digits, _ . -" });
+const Name = T.String({
+  pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+  description: "A name: letters, digits, _ . -",
+});
 const Port = T.Integer({ minimum: 0, maximum: 65535, description: "TCP/UDP port (0 = any free port)" });
 const Host = (def: string) => T.String({ minLength: 1, default: def, description: "Address to bind" });
 const StrMap = (description: string) => T.Record(T.String(), T.String(), { description });
@@ -79,7 +82,10 @@ const Listener = Strict(
         "Limits against slow or idle clients",
       ),
     ),
-    serverTiming: T.Boolean({ default: false, description: "Add a Server-Timing header (reveals internals)" }),
+    serverTiming: T.Boolean({
+      default: false,
+      description: "Add a Server-Timing header (reveals internals)",
+    }),
   },
   "An L7 (HTTP) listener",
 );
@@ -151,7 +157,9 @@ const TargetEntry = T.Union(
     Strict(
       {
         url: T.String({ description: "Target URL" }),
-        weight: T.Optional(T.Integer({ minimum: 1, maximum: 1000, description: "Relative share (default 1)" })),
+        weight: T.Optional(
+          T.Integer({ minimum: 1, maximum: 1000, description: "Relative share (default 1)" }),
+        ),
       },
       "A weighted target",
     ),
@@ -179,7 +187,13 @@ const Service = Strict(
       Strict(
         {
           on: T.Union(
-            ["ip", "header", "cookie", "path", "query"].map((k) => T.Literal(k)),
+            [
+              T.Literal("ip"),
+              T.Literal("header"),
+              T.Literal("cookie"),
+              T.Literal("path"),
+              T.Literal("query"),
+            ],
             { description: "What the consistent-hash key is taken from" },
           ),
           name: T.Optional(T.String({ description: "Header, cookie or query parameter name" })),
@@ -199,11 +213,18 @@ const Service = Strict(
     healthCheck: T.Optional(
       Strict(
         {
-          path: T.String({ default: "/health", description: "HTTP path probed (tcp services: connect check)" }),
+          path: T.String({
+            default: "/health",
+            description: "HTTP path probed (tcp services: connect check)",
+          }),
           interval: Duration("Time between probes", "5s"),
           timeout: Duration("Probe timeout", "1s"),
           healthyThreshold: T.Integer({ minimum: 1, default: 2, description: "Successes to become healthy" }),
-          unhealthyThreshold: T.Integer({ minimum: 1, default: 3, description: "Failures to become unhealthy" }),
+          unhealthyThreshold: T.Integer({
+            minimum: 1,
+            default: 3,
+            description: "Failures to become unhealthy",
+          }),
           expectStatus: T.String({
             pattern: "^[1-5][0-9]{2}(-[1-5][0-9]{2})?$",
             default: "200-399",
@@ -216,7 +237,11 @@ const Service = Strict(
     outlierDetection: T.Optional(
       Strict(
         {
-          consecutiveFailures: T.Integer({ minimum: 1, default: 5, description: "Failures in a row to eject" }),
+          consecutiveFailures: T.Integer({
+            minimum: 1,
+            default: 5,
+            description: "Failures in a row to eject",
+          }),
           ejectionTime: Duration("Base ejection time (grows with repeated ejections)", "30s"),
           maxEjectionPercent: T.Integer({
             minimum: 0,
@@ -231,11 +256,14 @@ const Service = Strict(
     retries: T.Optional(
       Strict(
         {
-          attempts: T.Integer({ minimum: 0, maximum: 10, default: 2, description: "Retries after the first try" }),
+          attempts: T.Integer({
+            minimum: 0,
+            maximum: 10,
+            default: 2,
+            description: "Retries after the first try",
+          }),
           on: T.Array(
-            T.Union(
-              ["connect-failure", "reset", "timeout", "502", "503", "504"].map((k) => T.Literal(k)),
-            ),
+            T.Union(["connect-failure", "reset", "timeout", "502", "503", "504"].map((k) => T.Literal(k))),
             { default: ["connect-failure", "reset", "502", "503", "504"], description: "Retry conditions" },
           ),
           methods: T.Array(Method, {
@@ -290,14 +318,20 @@ const HeaderMatch = T.Union(
 
 const Match = Strict(
   {
-    path: T.String({ default: "/", pattern: "^[/^]", description: "Path (prefix by whole segments by default)" }),
-    pathType: T.Union(
-      ["prefix", "exact", "regex", "template"].map((k) => T.Literal(k)),
-      { default: "prefix", description: "prefix | exact | regex | template (/api/users/:id)" },
-    ),
+    path: T.String({
+      default: "/",
+      pattern: "^[/^]",
+      description: "Path (prefix by whole segments by default)",
+    }),
+    pathType: T.Union([T.Literal("prefix"), T.Literal("exact"), T.Literal("regex"), T.Literal("template")], {
+      default: "prefix",
+      description: "prefix | exact | regex | template (/api/users/:id)",
+    }),
     methods: T.Optional(T.Array(Method, { minItems: 1, description: "Methods matched (default any)" })),
     hosts: T.Optional(T.Array(T.String(), { minItems: 1, description: "Hosts, exact or *.wildcard" })),
-    headers: T.Optional(T.Record(T.String(), HeaderMatch, { description: "Header conditions, all required" })),
+    headers: T.Optional(
+      T.Record(T.String(), HeaderMatch, { description: "Header conditions, all required" }),
+    ),
     query: T.Optional(StrMap("Query parameters, exact values")),
     cookies: T.Optional(StrMap("Cookies, exact values")),
   },
@@ -342,7 +376,9 @@ const Route = Strict(
     rewrite: T.Optional(
       Strict(
         {
-          stripPrefix: T.Optional(T.String({ pattern: "^/", description: "Remove this prefix before forwarding" })),
+          stripPrefix: T.Optional(
+            T.String({ pattern: "^/", description: "Remove this prefix before forwarding" }),
+          ),
           path: T.Optional(
             T.String({ pattern: "^/", description: "Upstream path template: {rest}, {param}" }),
           ),
@@ -361,7 +397,10 @@ const Route = Strict(
               description: "Exact claim values required",
             }),
           ),
-          forwardToken: T.Boolean({ default: true, description: "Keep Authorization on the upstream request" }),
+          forwardToken: T.Boolean({
+            default: true,
+            description: "Keep Authorization on the upstream request",
+          }),
         },
         "JWT authentication at the edge",
       ),
@@ -449,12 +488,16 @@ const TcpListener = Strict(
     name: Name,
     listen: L4Listen,
     service: T.Optional(T.String({ description: "The tcp:// service" })),
-    sni: T.Optional(T.Record(T.String(), T.String(), { description: "TLS passthrough: server name → service" })),
+    sni: T.Optional(
+      T.Record(T.String(), T.String(), { description: "TLS passthrough: server name → service" }),
+    ),
     default: T.Optional(T.String({ description: "Service for no SNI or no match; absent = close" })),
     connectTimeout: Duration("Dial timeout per target", "2s"),
     idleTimeout: Duration("Close after this long without bytes either way", "1h"),
     maxConnections: T.Integer({ minimum: 1, default: 10000, description: "Refuse beyond this" }),
-    proxyProtocol: T.Optional(T.Union([T.Literal("v1"), T.Literal("v2")], { description: "Send a PROXY header" })),
+    proxyProtocol: T.Optional(
+      T.Union([T.Literal("v1"), T.Literal("v2")], { description: "Send a PROXY header" }),
+    ),
     acceptProxyProtocol: T.Boolean({ default: false, description: "Read a PROXY header from the client" }),
   },
   "An L4 TCP listener",

@@ -1,0 +1,136 @@
+/**
+ * Request-path normalisation (SPEC §3): the normalised path is both what routes
+ * match against and what the upstream receives, so what was authorised is what
+ * is forwarded. Hand-written because no maintained package does exactly
+ * "RFC 3986 §6.2.2 syntax-based normalisation + the gateway's reject rules"
+ * (URL parsers decode too much or too little and never reject %2F).
+ */
+
+const SLASH = 0x2f;
+const BACKSLASH = 0x5c;
+const PERCENT = 0x25;
+const DOT = 0x2e;
+const NUL = 0;
+const HEX = "0123456789ABCDEF";
+
+/** Value of one hex digit, or -1 (also for NaN, i.e. past the end of the string). */
+function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const lower = c | 0x20;
+  return lower >= 0x61 && lower <= 0x66 ? lower - 0x57 : -1;
+}
+
+/** RFC 3986 §2.3 unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~". */
+function isUnreserved(c: number): boolean {
+  return (
+    (c >= 0x61 && c <= 0x7a) ||
+    (c >= 0x41 && c <= 0x5a) ||
+    (c >= 0x30 && c <= 0x39) ||
+    c === 0x2d ||
+    c === DOT ||
+    c === 0x5f ||
+    c === 0x7e
+  );
+}
+
+/**
+ * Anything that needs work: an escape, a "\", a NUL, a dot or empty segment.
+ * Absent in the common case, so one native regex scan (faster than a
+ * charCodeAt loop in V8) returns the path untouched, without allocating.
+ */
+const NEEDS_WORK = /[%\\\0]|\/[./]/;
+
+/**
+ * Decode escapes of unreserved characters (RFC 3986 §6.2.2.2), upper-case the
+ * hex of all others (§6.2.2.1). null for a malformed escape, an encoded "/" or
+ * "\" (it would change the segment structure the upstream sees, the classic
+ * routing-bypass vector) and a raw "\" or NUL raw or encoded.
+ */
+function decodeUnreserved(path: string): string | null {
+  let out = "";
+  let from = 0;
+  for (let i = 0; i < path.length; i++) {
+    const c = path.charCodeAt(i);
+    if (c === BACKSLASH || c === NUL) return null;
+    if (c !== PERCENT) continue;
+    const hi = hexValue(path.charCodeAt(i + 1));
+    const lo = hexValue(path.charCodeAt(i + 2));
+    if (hi < 0 || lo < 0) return null;
+    const byte = hi * 16 + lo;
+    if (byte === SLASH || byte === BACKSLASH || byte === NUL) return null;
+    out += path.slice(from, i);
+    out += isUnreserved(byte) ? String.fromCharCode(byte) : `%${HEX[hi]}${HEX[lo]}`;
+    i += 2;
+    from = i + 1;
+  }
+  return from === 0 ? path : out + path.slice(from);
+}
+
+/**
+ * RFC 3986 §5.2.4 remove_dot_segments, plus merging of empty segments ("//")
+ * as NGINX's merge_slashes does. ".." above the root stays at the root. A path
+ * ending in "/", "/." or "/.." keeps a trailing slash, as §5.2.4 prescribes
+ * ("/a/b/.." → "/a/").
+ */
+function removeDotSegments(path: string): string {
+  const segments = path.split("/");
+  const out: string[] = [];
+  const last = segments.length - 1;
+  let trailingSlash = false;
+  // segments[0] is "" (the path starts with "/").
+  for (let i = 1; i <= last; i++) {
+    const s = segments[i];
+    if (s === "" || s === ".") {
+      trailingSlash = i === last;
+    } else if (s === "..") {
+      out.pop();
+      trailingSlash = i === last;
+    } else {
+      out.push(s);
+    }
+  }
+  if (out.length === 0) return "/";
+  const joined = `/${out.join("/")}`;
+  return trailingSlash ? `${joined}/` : joined;
+}
+
+/**
+ * Normalise the path part of a request target (no query). Returns the path to
+ * match and forward, or null when the request must be rejected with 400
+ * SY_BAD_PATH: a path not starting with "/" (also absolute-form and "*"
+ * targets — the caller must reduce those first), an encoded "/" or "\", a raw
+ * "\", a NUL, or invalid percent-encoding. Returns its argument unchanged when
+ * it is already normal (no allocation).
+ */
+export function normalizePath(rawPath: string): string | null {
+  if (rawPath.charCodeAt(0) !== SLASH) return null;
+  if (!NEEDS_WORK.test(rawPath)) return rawPath;
+  const decoded = decodeUnreserved(rawPath);
+  return decoded === null ? null : removeDotSegments(decoded);
+}
+
+/**
+ * Canonical form of a path written in routes.yaml, so that it compares equal
+ * to normalised request paths: characters a request target cannot carry raw
+ * (non-ASCII, space, controls) are UTF-8 percent-encoded first (RFC 3986
+ * §2.5), then normalisePath applies. null when invalid.
+ */
+export function normalizeConfigPath(path: string): string | null {
+  let encoded: string;
+  try {
+    encoded = path.replace(/[^\x21-\x7e]+/g, encodeURIComponent);
+  } catch {
+    return null; // lone surrogate
+  }
+  return normalizePath(encoded);
+}
+
+/**
+ * Split a request target (origin-form, RFC 9112 §3.2.1) into its path and its
+ * query (without "?", "" when absent). The path is returned raw: pass it to
+ * normalizePath. No fragment handling: a request target never carries one.
+ */
+export function splitTarget(url: string): { path: string; query: string } {
+  const q = url.indexOf("?");
+  return q === -1 ? { path: url, query: "" } : { path: url.slice(0, q), query: url.slice(q + 1) };
+}
