@@ -1,0 +1,239 @@
+/**
+ * build(config) → an un-listened Fastify instance serving one config
+ * generation; `switchyard` is the same thing as a plugin for teams that embed
+ * the gateway in their own Fastify app.
+ *
+ * Routing: find-my-way orders routes static → parametric → wildcard, not "first
+ * match in file order". So every config route is registered as `/*` with a
+ * custom constraint, and the constraint strategy runs the gateway's own
+ * first-match matcher (on the normalised path). find-my-way then dispatches to
+ * that route's encapsulated scope, which carries exactly the hooks the route
+ * needs — decided here, once, not per request.
+ */
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+  LogController,
+} from "fastify";
+import fp from "fastify-plugin";
+import type { Logger } from "pino";
+import { forwarder, passthroughParser, proxyHandler, releaseTarget } from "../plugins/balance.js";
+import type { Config } from "./config/schema.js";
+import { Methods } from "./config/schema.js";
+import { type ErrorCode, errorBody, errors, isGatewayError } from "./errors.js";
+import { buildGeneration, type CompiledRoute, type Generation } from "./generation.js";
+import { kState, type RequestState } from "./request-state.js";
+import { normalizePath, splitTarget } from "./router/normalize.js";
+
+export interface SwitchyardOptions {
+  config: Config;
+  /** A prebuilt generation (reload keeps target state); built from config when absent. */
+  generation?: Generation;
+}
+
+const BAD_PATH = "bad-path";
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** X-Request-Id: keep a valid one from the client, else make one (SPEC §3). */
+export function genReqId(req: IncomingMessage): string {
+  const h = req.headers["x-request-id"];
+  return typeof h === "string" && REQUEST_ID.test(h) ? h : randomUUID();
+}
+
+/** The find-my-way strategy that asks the gateway's matcher which route this is. */
+function routeStrategy(generation: Generation) {
+  const { matcher } = generation;
+  return {
+    name: "syRoute",
+    mustMatchWhenDerived: true,
+    storage() {
+      const handlers = new Map<string, unknown>();
+      return {
+        get: (v: string) => handlers.get(v) ?? null,
+        set: (v: string, store: unknown) => void handlers.set(v, store),
+      };
+    },
+    validate() {},
+    deriveConstraint(req: IncomingMessage): string | undefined {
+      const { path: raw, query } = splitTarget(req.url ?? "/");
+      const path = normalizePath(raw);
+      if (path === null) return BAD_PATH;
+      const headers = req.headers;
+      const m = matcher.match({
+        method: req.method ?? "GET",
+        host: headers.host ?? (headers[":authority"] as string | undefined),
+        path,
+        query,
+        headers,
+      });
+      if (m === undefined) return undefined;
+      req[kState] = { route: m.value, path, query, params: m.params, rest: m.rest };
+      return m.value.id;
+    },
+  };
+}
+
+export const switchyard = fp<SwitchyardOptions>(
+  async function switchyard(app, opts) {
+    const generation = opts.generation ?? buildGeneration(opts.config);
+    // Fastify 5 knows the common methods; the WebDAV ones routes may name are added.
+    for (const m of Methods) if (!app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true });
+    app.addConstraintStrategy(routeStrategy(generation) as never);
+    await app.register(async function gateway(scope) {
+      await scope.register(forwarder, { generation });
+      scope.setErrorHandler(errorHandler);
+      scope.setNotFoundHandler(function noRoute(request, reply) {
+        sendError(reply, "SY_NO_ROUTE", request.id);
+      });
+      // Bodies are never parsed on proxied routes: any content type passes byte for byte.
+      scope.removeAllContentTypeParsers();
+      scope.route({
+        method: Methods as unknown as string[],
+        url: "/*",
+        constraints: { syRoute: BAD_PATH },
+        handler: function badPath(request, reply) {
+          sendError(reply, "SY_BAD_PATH", request.id);
+        },
+      });
+      for (const route of generation.routes) await scope.register(routeScope, { route, generation });
+    });
+  },
+  { name: "switchyard", fastify: "5.x" },
+);
+
+/** One route's own encapsulated scope: its parser limit, its hooks, its handler. */
+async function routeScope(
+  scope: FastifyInstance,
+  { route }: { route: CompiledRoute; generation: Generation },
+) {
+  const respond = route.config.respond;
+  scope.addContentTypeParser("*", passthroughParser(route.bodyLimit));
+  scope.addHook("onRequest", attach);
+  scope.route({
+    method: Methods as unknown as string[],
+    url: "/*",
+    constraints: { syRoute: route.id },
+    handler: respond ? respondHandler(respond) : proxyHandler(route, maxAttempts(route)),
+  });
+}
+
+function maxAttempts(route: CompiledRoute): number {
+  // A connect failure is retried on another target (nothing was sent), within the
+  // service's retries.attempts (default 2) and never beyond its number of targets.
+  const svc = route.services[0];
+  if (!svc) return 1;
+  return Math.min(svc.targets.length, 1 + (svc.config.retries?.attempts ?? 2));
+}
+
+/** Tie the request state to its Fastify objects and to the response's end. */
+function attach(request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+  const st = request.raw[kState]!;
+  st.request = request;
+  st.reply = reply;
+  reply.raw.once("close", onResponseClose);
+  done();
+}
+
+/**
+ * 'close' fires on every ending, finished or aborted (Fastify's onResponse
+ * misses aborts), so the target lease is released here, once, and the access
+ * line written. `this` is the ServerResponse: no closure per request.
+ */
+function onResponseClose(this: ServerResponse): void {
+  const st = this.req[kState];
+  if (st === undefined) return;
+  const target = st.target?.url;
+  releaseTarget(st as RequestState);
+  const { request, reply } = st;
+  if (!request || !reply) return;
+  request.log.info(
+    {
+      method: request.method,
+      path: st.path,
+      route: st.route.name,
+      service: st.service?.name,
+      target,
+      statusCode: this.writableFinished ? this.statusCode : 499,
+      bytes: Number(this.getHeader("content-length") ?? 0) || undefined,
+      responseTime: Math.round(reply.elapsedTime * 1000) / 1000,
+      remoteAddress: request.ip,
+    },
+    "request",
+  );
+}
+
+function respondHandler(respond: NonNullable<CompiledRoute["config"]["respond"]>) {
+  const headers = { ...respond.headers };
+  return function direct(request: FastifyRequest, reply: FastifyReply) {
+    reply
+      .code(respond.status)
+      .headers(headers)
+      .header("x-request-id", request.id)
+      .send(respond.body ?? "");
+  };
+}
+
+function sendError(reply: FastifyReply, code: ErrorCode, requestId: string, message?: string): void {
+  const body = errorBody(code, requestId, message);
+  if (code === "SY_BAD_REQUEST" || code === "SY_BODY_TOO_LARGE") reply.header("connection", "close");
+  reply
+    .code(body.statusCode)
+    .header("x-request-id", requestId)
+    .type("application/json; charset=utf-8")
+    .send(body);
+}
+
+/** Every error leaves as SPEC §5 JSON; unexpected ones are logged with their stack, never sent. */
+function errorHandler(
+  this: FastifyInstance,
+  error: FastifyError,
+  request: FastifyRequest,
+  reply: FastifyReply,
+) {
+  if (isGatewayError(error)) return sendError(reply, error.code, request.id);
+  const status = error.statusCode ?? 500;
+  if (status === 413) return sendError(reply, "SY_BODY_TOO_LARGE", request.id);
+  if (status >= 400 && status < 500) return sendError(reply, "SY_BAD_REQUEST", request.id);
+  request.log.error({ err: error }, "unexpected error");
+  const body = {
+    ...errorBody("SY_BAD_REQUEST", request.id),
+    statusCode: 500,
+    error: "Internal Server Error",
+  };
+  body.code = "SY_INTERNAL";
+  body.message = "The gateway failed to handle this request";
+  reply.code(500).header("x-request-id", request.id).send(body);
+}
+
+export interface BuildOptions {
+  logger?: Logger | false;
+  generation?: Generation;
+  fastify?: Partial<FastifyServerOptions>;
+}
+
+/** An un-listened Fastify instance for one config (tests drive it with inject or real sockets). */
+export async function build(config: Config, opts: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
+    // Fastify's two lines per request are replaced by one access line (onResponseClose).
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId,
+    exposeHeadRoutes: false,
+    trustProxy: config.trustProxy as boolean | string[],
+    // Oversized or malformed requests are answered by the server's clientError handler.
+    return503OnClosing: true,
+    frameworkErrors(error, request, reply) {
+      sendError(reply, error.code === "FST_ERR_BAD_URL" ? "SY_BAD_PATH" : "SY_BAD_REQUEST", request.id);
+    },
+    ...opts.fastify,
+  }) as unknown as FastifyInstance;
+  await app.register(switchyard, { config, generation: opts.generation });
+  return app;
+}
+
+export { errors };

@@ -1,0 +1,55 @@
+/**
+ * `switchyard explain METHOD URL [-H ...]`: which route a request would take
+ * and why the earlier ones did not, the upstream path and Host after
+ * rewriting, and the service and balancer — without starting anything.
+ */
+import type { Config } from "./config/schema.js";
+import { buildGeneration } from "./generation.js";
+import { normalizePath, splitTarget } from "./router/normalize.js";
+
+export function explain(config: Config, method: string, url: string, headerArgs: string[]): string {
+  const u = new URL(url, "http://localhost");
+  const headers: Record<string, string> = { host: u.host };
+  for (const h of headerArgs) {
+    const i = h.indexOf(":");
+    if (i > 0) headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
+  }
+  const { path: raw, query } = splitTarget(`${u.pathname}${u.search}`);
+  const path = normalizePath(raw);
+  const lines: string[] = [`${method.toUpperCase()} ${u.host}${raw}${query ? `?${query}` : ""}`];
+  if (path === null)
+    return `${lines[0]}\n  rejected: 400 SY_BAD_PATH (encoded / or \\, NUL, or bad escape)\n`;
+  if (path !== raw) lines.push(`  normalised path: ${path}`);
+  const gen = buildGeneration(config);
+  const req = { method: method.toUpperCase(), host: headers.host, path, query, headers };
+  for (const e of gen.matcher.explain(req)) {
+    const r = gen.routes[e.index];
+    lines.push(
+      e.matched
+        ? `  routes[${e.index}] ${r.name}: MATCH`
+        : `  routes[${e.index}] ${r.name}: no — ${e.reason}`,
+    );
+    if (e.matched) break;
+  }
+  const m = gen.matcher.match(req);
+  if (!m) return `${lines.join("\n")}\n  → 404 SY_NO_ROUTE\n`;
+  const route = m.value;
+  const c = route.config;
+  if (c.respond) return `${lines.join("\n")}\n  → direct response ${c.respond.status}\n`;
+  const policies = ["auth", "rateLimit", "cache", "transform", "cors"].filter((k) => k in c);
+  lines.push(`  policies: ${policies.length ? policies.join(" → ") : "none"}`);
+  lines.push(
+    `  upstream path: ${route.rewrite({ path, rest: m.rest, params: m.params })}${query ? `?${query}` : ""}`,
+  );
+  lines.push(`  upstream Host: ${route.hostRewrite ?? headers.host}`);
+  const svc = c.service
+    ? `service ${c.service}`
+    : `split ${c.split?.map((s) => `${s.service}:${s.weight}`).join(", ")}`;
+  lines.push(`  ${svc}`);
+  for (const s of route.services) {
+    lines.push(
+      `    ${s.name}: ${s.config.balancer} over ${s.targets.map((t) => `${t.url}${t.weight !== 1 ? ` (w${t.weight})` : ""}`).join(", ")}`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}

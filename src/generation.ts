@@ -1,0 +1,76 @@
+/**
+ * Everything built from one config, hung off one immutable object (ARCHITECTURE
+ * principle 7): services with their targets and balancers, compiled routes and
+ * the first-match matcher. A reload builds the next generation beside this one;
+ * a request keeps the generation it started with.
+ */
+import { bytes, ms } from "./config/duration.js";
+import type { Config, RouteConfig } from "./config/schema.js";
+import { compileMatcher, type Matcher } from "./router/match.js";
+import { compileRewrite, type Rewrite } from "./router/rewrite.js";
+import { buildServices, type Service } from "./upstreams/service.js";
+
+export interface CompiledRoute {
+  /** Position in routes.yaml; also the find-my-way constraint value. */
+  readonly id: string;
+  readonly name: string;
+  readonly config: RouteConfig;
+  /** Picks the service for one request (a split is smooth weighted round robin). */
+  readonly pickService: (() => Service) | undefined;
+  readonly services: readonly Service[];
+  readonly rewrite: Rewrite;
+  readonly hostRewrite: string | undefined;
+  /** The route's own upstream timeout (ms); the chosen service's applies when absent. */
+  readonly timeout: number | undefined;
+  readonly bodyLimit: number;
+}
+
+export interface Generation {
+  readonly config: Config;
+  readonly services: ReadonlyMap<string, Service>;
+  readonly routes: readonly CompiledRoute[];
+  readonly matcher: Matcher<CompiledRoute>;
+}
+
+export function buildGeneration(config: Config): Generation {
+  const services = buildServices(config.services);
+  const routes = config.routes.map((r, i) => compileRoute(r, i, services));
+  const matcher = compileMatcher(routes.map((route) => ({ spec: route.config.match ?? {}, value: route })));
+  return { config, services, routes, matcher };
+}
+
+function compileRoute(r: RouteConfig, index: number, services: Map<string, Service>): CompiledRoute {
+  const list =
+    r.service !== undefined
+      ? [services.get(r.service)!]
+      : (r.split ?? []).map((s) => services.get(s.service)!);
+  const weights = r.split ? r.split.map((s) => s.weight) : [1];
+  const match = r.match ?? { path: "/", pathType: "prefix" as const };
+  return {
+    id: String(index),
+    name: r.name,
+    config: r,
+    services: list,
+    pickService:
+      list.length === 0 ? undefined : list.length === 1 ? () => list[0] : splitPicker(list, weights),
+    rewrite: compileRewrite(r.rewrite, match.path ?? "/", match.pathType ?? "prefix"),
+    hostRewrite: r.rewrite?.host,
+    timeout: r.timeout !== undefined ? ms(r.timeout) : undefined,
+    bodyLimit: bytes(r.bodyLimit),
+  };
+}
+
+/** Smooth weighted round robin over services: a 90/10 split is exactly 9 in 10. */
+function splitPicker(list: Service[], weights: number[]): () => Service {
+  const current = new Float64Array(list.length);
+  const total = weights.reduce((a, b) => a + b, 0);
+  return () => {
+    let best = 0;
+    for (let i = 0; i < list.length; i++) {
+      current[i] += weights[i];
+      if (current[i] > current[best]) best = i;
+    }
+    current[best] -= total;
+    return list[best];
+  };
+}

@@ -1,0 +1,35 @@
+/**
+ * Per-request gateway state, hung off the raw IncomingMessage under a symbol:
+ * the router's decision (made while find-my-way derives constraints, before
+ * Fastify creates its Request) travels to the hooks and the forwarder here.
+ */
+import type { FastifyReply, FastifyRequest } from "fastify";
+import type { CompiledRoute } from "./generation.js";
+import type { Service } from "./upstreams/service.js";
+import type { Target } from "./upstreams/target.js";
+
+export const kState = Symbol("switchyard.state");
+
+export interface RequestState {
+  route: CompiledRoute;
+  /** Normalised path: what was matched is what is forwarded. */
+  path: string;
+  /** Raw query string without '?'. */
+  query: string;
+  params: Record<string, string> | undefined;
+  rest: string;
+  request?: FastifyRequest;
+  reply?: FastifyReply;
+  service?: Service;
+  target?: Target;
+  /** Targets that failed this request (never picked again by a retry). */
+  tried?: Set<Target>;
+  /** Set when the streamed body went over the route's bodyLimit. */
+  tooLarge?: boolean;
+}
+
+declare module "node:http" {
+  interface IncomingMessage {
+    [kState]?: RequestState;
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * The listening edge of L7: one Node server per `listen` entry, all serving
+ * the current generation's Fastify instance through `app.routing`. Keeping the
+ * servers apart from the Fastify instance is what lets a reload swap the
+ * generation without closing a socket (ARCHITECTURE principle 7).
+ */
+import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import http, { type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import https from "node:https";
+import type { AddressInfo, Socket } from "node:net";
+import { resolve } from "node:path";
+import tls from "node:tls";
+import type { FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import { build } from "./app.js";
+import { ms } from "./config/duration.js";
+import type { Config, ListenerConfig } from "./config/schema.js";
+import { type ErrorCode, rawErrorResponse } from "./errors.js";
+import { buildGeneration, type Generation } from "./generation.js";
+
+export interface GatewayOptions {
+  logger?: Logger;
+  /** Directory that relative certificate paths are read from. */
+  baseDir?: string;
+}
+
+export interface BoundAddress {
+  kind: "http" | "https";
+  host: string;
+  port: number;
+}
+
+export class Gateway {
+  private servers: Server[] = [];
+  private app!: FastifyInstance;
+  private gen!: Generation;
+
+  private constructor(
+    private config: Config,
+    private readonly opts: GatewayOptions,
+  ) {}
+
+  /** Build, bind every listener, and serve. Rejects (and unbinds) on any bind failure. */
+  static async start(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
+    const gw = new Gateway(config, opts);
+    gw.gen = buildGeneration(config);
+    gw.app = await build(config, { logger: opts.logger, generation: gw.gen });
+    await gw.app.ready();
+    const handler = (req: IncomingMessage, res: ServerResponse) => gw.app.routing(req, res);
+    try {
+      for (const l of config.listen) gw.servers.push(await listen(createServer(l, handler, opts.baseDir), l));
+    } catch (err) {
+      await gw.close(0);
+      throw err;
+    }
+    return gw;
+  }
+
+  get addresses(): BoundAddress[] {
+    return this.servers.map((s) => {
+      const a = s.address() as AddressInfo;
+      return { kind: s instanceof https.Server ? "https" : "http", host: a.address, port: a.port };
+    });
+  }
+
+  /** The running generation: services, targets, compiled routes. */
+  get generation(): Generation {
+    return this.gen;
+  }
+
+  /** The Fastify instance of the current generation (for inject in tests). */
+  get fastify(): FastifyInstance {
+    return this.app;
+  }
+
+  /**
+   * Swap in a new config: the next generation is built and made ready beside
+   * the running one, then takes new requests; the old one closes once its
+   * in-flight requests have finished. Listener changes need a restart for now.
+   */
+  async reload(config: Config): Promise<void> {
+    const gen = buildGeneration(config);
+    const next = await build(config, { logger: this.opts.logger, generation: gen });
+    await next.ready();
+    const old = this.app;
+    this.app = next;
+    this.gen = gen;
+    this.config = config;
+    await old.close();
+  }
+
+  /** Stop accepting, let in-flight requests finish up to `graceMs`, then close everything. */
+  async close(graceMs = ms(this.config.shutdownTimeout)): Promise<void> {
+    const closed = this.servers.map(
+      (s) =>
+        new Promise<void>((done) => {
+          if (!s.listening) return done();
+          s.close(() => done());
+          s.closeIdleConnections();
+        }),
+    );
+    const timer = new Promise<void>((done) => setTimeout(done, graceMs).unref());
+    await Promise.race([Promise.all(closed), timer]);
+    for (const s of this.servers) s.closeAllConnections();
+    await Promise.all(closed);
+    await this.app?.close();
+  }
+}
+
+function createServer(l: ListenerConfig, handler: http.RequestListener, baseDir = process.cwd()): Server {
+  const t = l.timeouts;
+  const options: http.ServerOptions = {
+    maxHeaderSize: 16 * 1024,
+    noDelay: true,
+    headersTimeout: ms(t?.headers ?? "10s"),
+    requestTimeout: ms(t?.request ?? "60s"),
+    keepAliveTimeout: ms(t?.idle ?? "60s"),
+  };
+  let server: Server;
+  if (l.tls) {
+    const read = (f: string) => readFileSync(resolve(baseDir, f));
+    const contexts = (l.tls.sni ?? []).map((s) => ({
+      hosts: s.hosts.map((h) => h.toLowerCase()),
+      ctx: tls.createSecureContext({ cert: read(s.cert), key: read(s.key) }),
+    }));
+    server = https.createServer({
+      ...options,
+      cert: read(l.tls.cert),
+      key: read(l.tls.key),
+      SNICallback(name, cb) {
+        const n = name.toLowerCase();
+        const hit = contexts.find((c) =>
+          c.hosts.some((h) => h === n || (h.startsWith("*.") && n.endsWith(h.slice(1)))),
+        );
+        cb(null, hit?.ctx);
+      },
+    }) as unknown as Server;
+  } else server = http.createServer(options);
+  server.on("request", handler);
+  server.on("clientError", onClientError);
+  return server;
+}
+
+/** Malformed, oversized or too-slow requests get SPEC §5 JSON, then the connection closes. */
+function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (!socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+    socket.destroy();
+    return;
+  }
+  let code: ErrorCode = "SY_BAD_REQUEST";
+  if (err.code === "HPE_HEADER_OVERFLOW") code = "SY_HEADERS_TOO_LARGE";
+  else if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") code = "SY_REQUEST_TIMEOUT";
+  else if (err.code === "ECONNRESET") {
+    socket.destroy();
+    return;
+  }
+  socket.end(rawErrorResponse(code, randomUUID()));
+}
+
+function listen(server: Server, l: ListenerConfig): Promise<Server> {
+  return new Promise((ok, fail) => {
+    server.once("error", (err: NodeJS.ErrnoException) => {
+      const why =
+        err.code === "EADDRINUSE"
+          ? "address already in use"
+          : err.code === "EACCES"
+            ? "permission denied"
+            : err.message;
+      fail(new Error(`cannot listen on ${l.host}:${l.port}: ${why}`));
+    });
+    server.listen(l.port, l.host, () => ok(server));
+  });
+}

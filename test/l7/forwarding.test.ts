@@ -1,0 +1,220 @@
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import http from "node:http";
+import net from "node:net";
+import { after, before, describe, test } from "node:test";
+import type { Target } from "../../src/upstreams/target.js";
+import { type Backend, backend, deadPort, gateway, type Running, request } from "../helpers/index.js";
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+describe("forwarding", () => {
+  let echo: Backend;
+  let slow: Backend;
+  let big: Backend;
+  let gw: Running;
+  const payload = randomBytes(20 * 1024 * 1024);
+  before(async () => {
+    echo = await backend("echo");
+    // echoes the body back as it streams, and reports its hash in a trailer-free way: the client hashes
+    big = await backend("big", (req, res) => {
+      if (req.method === "GET") {
+        res.setHeader("content-type", "application/octet-stream");
+        res.end(payload);
+        return;
+      }
+      const h = createHash("sha256");
+      let n = 0;
+      req.on("data", (c: Buffer) => {
+        h.update(c);
+        n += c.length;
+      });
+      req.on("end", () => res.end(JSON.stringify({ n, sha: h.digest("hex") })));
+    });
+    slow = await backend("slow", (_req, res) => {
+      setTimeout(() => res.end("late"), 1500).unref();
+    });
+    const dead = await deadPort();
+    gw = await gateway(`
+services:
+  echo: { targets: [${echo.url}] }
+  big: { targets: [${big.url}] }
+  slow: { targets: [${slow.url}] }
+  dead: { targets: [http://127.0.0.1:${dead}] }
+  halfdead: { targets: [http://127.0.0.1:${dead}, ${echo.url}], balancer: round-robin }
+routes:
+  - { name: big, match: { path: /big }, service: big, bodyLimit: 64mb }
+  - { name: small, match: { path: /small }, service: echo, bodyLimit: 1kb }
+  - { name: slow, match: { path: /slow }, service: slow, timeout: 200ms }
+  - { name: dead, match: { path: /dead }, service: dead }
+  - { name: halfdead, match: { path: /halfdead }, service: halfdead }
+  - { name: echo, match: { path: / }, service: echo }
+`);
+  });
+  after(async () => {
+    await gw.close();
+    for (const x of [echo, slow, big]) await x.close();
+  });
+
+  test("hop-by-hop headers are dropped; X-Forwarded-* set; a client's X-Forwarded-For is not believed", async () => {
+    const r = await request(gw.url, {
+      path: "/x",
+      headers: {
+        connection: "keep-alive, x-secret",
+        "x-secret": "1",
+        "keep-alive": "timeout=5",
+        te: "gzip",
+        "x-forwarded-for": "6.6.6.6",
+        host: "shop.test:8080",
+      },
+    });
+    const h = r.json().headers as Record<string, string>;
+    assert.equal(h["x-secret"], undefined);
+    assert.equal(h["keep-alive"], undefined);
+    assert.equal(h.te, undefined);
+    assert.equal(h["x-forwarded-for"], "127.0.0.1");
+    assert.equal(h["x-forwarded-proto"], "http");
+    assert.equal(h["x-forwarded-host"], "shop.test:8080");
+    assert.equal(h.host, "shop.test:8080", "the client's Host is kept by default");
+  });
+
+  test("X-Request-Id: a valid one is kept and echoed, an invalid one replaced", async () => {
+    const ok = await request(gw.url, { path: "/x", headers: { "x-request-id": "abc-123.x:y_z" } });
+    assert.equal(ok.headers["x-request-id"], "abc-123.x:y_z");
+    assert.equal((ok.json().headers as Record<string, string>)["x-request-id"], "abc-123.x:y_z");
+    const bad = await request(gw.url, { path: "/x", headers: { "x-request-id": "has space<script>" } });
+    assert.match(String(bad.headers["x-request-id"]), /^[0-9a-f-]{36}$/);
+    assert.equal((bad.json().headers as Record<string, string>)["x-request-id"], bad.headers["x-request-id"]);
+    const none = await request(gw.url, { path: "/x" });
+    assert.ok(none.headers["x-request-id"]);
+  });
+
+  test("a 20 MB body streams upstream unchanged (chunked and with Content-Length)", async () => {
+    const viaLength = await request(gw.url, {
+      method: "POST",
+      path: "/big",
+      body: payload,
+      headers: { "content-type": "application/x-anything" },
+    });
+    assert.deepEqual(viaLength.json(), { n: payload.length, sha: sha(payload) });
+    const chunked = await new Promise<string>((ok, fail) => {
+      const req = http.request(
+        { host: "127.0.0.1", port: gw.port, method: "PUT", path: "/big", agent: false },
+        (res) => {
+          let s = "";
+          res.on("data", (c) => {
+            s += c;
+          });
+          res.on("end", () => ok(s));
+        },
+      );
+      req.on("error", fail);
+      for (let i = 0; i < payload.length; i += 1 << 20) req.write(payload.subarray(i, i + (1 << 20)));
+      req.end();
+    });
+    assert.deepEqual(JSON.parse(chunked), { n: payload.length, sha: sha(payload) });
+  });
+
+  test("a 20 MB response streams back unchanged", async () => {
+    const body = await new Promise<Buffer>((ok, fail) => {
+      http
+        .get({ host: "127.0.0.1", port: gw.port, path: "/big", agent: false }, (res) => {
+          const parts: Buffer[] = [];
+          res.on("data", (c: Buffer) => parts.push(c));
+          res.on("end", () => ok(Buffer.concat(parts)));
+        })
+        .on("error", fail);
+    });
+    assert.equal(body.length, payload.length);
+    assert.equal(sha(body), sha(payload));
+  });
+
+  test("bodyLimit: 413 SY_BODY_TOO_LARGE by Content-Length and while streaming chunked", async () => {
+    const r = await request(gw.url, { method: "POST", path: "/small", body: "x".repeat(2000) });
+    assert.equal(r.status, 413);
+    assert.equal(r.json().code, "SY_BODY_TOO_LARGE");
+    const hits = echo.hits;
+    const chunked = await new Promise<number>((ok, fail) => {
+      const req = http.request(
+        { host: "127.0.0.1", port: gw.port, method: "POST", path: "/small", agent: false },
+        (res) => {
+          res.resume();
+          res.on("end", () => ok(res.statusCode ?? 0));
+        },
+      );
+      req.on("error", fail);
+      req.write("x".repeat(800));
+      req.end("y".repeat(800));
+    });
+    assert.equal(chunked, 413);
+    assert.ok(echo.hits - hits <= 1);
+    const fits = await request(gw.url, { method: "POST", path: "/small", body: "x".repeat(1000) });
+    assert.equal(fits.json().bodyBytes, 1000);
+  });
+
+  test("route timeout: 504 SY_UPSTREAM_TIMEOUT", async () => {
+    const t0 = Date.now();
+    const r = await request(gw.url, { path: "/slow" });
+    assert.equal(r.status, 504);
+    assert.equal(r.json().code, "SY_UPSTREAM_TIMEOUT");
+    assert.ok(Date.now() - t0 < 1400, "answered at the route's timeout, not the backend's pace");
+  });
+
+  test("connect refused everywhere: 502 SY_UPSTREAM_CONNECT without the upstream address", async () => {
+    const r = await request(gw.url, { path: "/dead" });
+    assert.equal(r.status, 502);
+    assert.equal(r.json().code, "SY_UPSTREAM_CONNECT");
+    assert.doesNotMatch(r.body, /127\.0\.0\.1|ECONNREFUSED|at /);
+  });
+
+  test("a connect failure moves the request to the next target", async () => {
+    for (let i = 0; i < 6; i++) {
+      const r = await request(gw.url, { path: "/halfdead" });
+      assert.equal(r.status, 200);
+      assert.equal(r.json().name, "echo");
+    }
+  });
+
+  test("no healthy target: 503 SY_NO_HEALTHY_TARGET", async () => {
+    const target = findTarget(gw, "echo");
+    target.healthy = false;
+    try {
+      const r = await request(gw.url, { path: "/x" });
+      assert.equal(r.status, 503);
+      assert.equal(r.json().code, "SY_NO_HEALTHY_TARGET");
+    } finally {
+      target.healthy = true;
+    }
+  });
+
+  test("431 for oversized headers, 400 for a malformed request — JSON, connection closed", async () => {
+    const big = await request(gw.url, { path: "/x", headers: { "x-big": "a".repeat(20_000) } });
+    assert.equal(big.status, 431);
+    assert.equal(big.json().code, "SY_HEADERS_TOO_LARGE");
+    const raw = await new Promise<string>((ok) => {
+      const s = net.connect(gw.port, "127.0.0.1", () => {
+        s.write(
+          "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        );
+      });
+      let out = "";
+      s.on("data", (c) => {
+        out += c;
+      });
+      s.on("close", () => ok(out));
+    });
+    assert.match(raw, /^HTTP\/1\.1 400/);
+    assert.match(raw, /"code":"SY_BAD_REQUEST"/);
+  });
+});
+
+/** Reach into the running generation for a target (tests flip health by hand). */
+function findTarget(r: Running, service: string): Target {
+  const t = targetsOf(r).get(service);
+  assert.ok(t, `service ${service}`);
+  return t[0];
+}
+
+function targetsOf(r: Running): Map<string, Target[]> {
+  return new Map([...r.gw.generation.services].map(([n, s]) => [n, [...s.targets]]));
+}
