@@ -27,6 +27,7 @@ import type { Config } from "./config/schema.js";
 import { Methods } from "./config/schema.js";
 import { type ErrorCode, errorBody, errors, isGatewayError } from "./errors.js";
 import { buildGeneration, type CompiledRoute, type Generation } from "./generation.js";
+import { policies } from "./policies.js";
 import { kState, type RequestState } from "./request-state.js";
 import { normalizePath, splitTarget } from "./router/normalize.js";
 
@@ -88,6 +89,7 @@ export const switchyard = fp<SwitchyardOptions>(
       await scope.register(forwarder, { generation });
       scope.setErrorHandler(errorHandler);
       scope.setNotFoundHandler(function noRoute(request, reply) {
+        logRejected(request, 404);
         sendError(reply, "SY_NO_ROUTE", request.id);
       });
       // Bodies are never parsed on proxied routes: any content type passes byte for byte.
@@ -97,6 +99,7 @@ export const switchyard = fp<SwitchyardOptions>(
         url: "/*",
         constraints: { syRoute: BAD_PATH },
         handler: function badPath(request, reply) {
+          logRejected(request, 400);
           sendError(reply, "SY_BAD_PATH", request.id);
         },
       });
@@ -109,11 +112,13 @@ export const switchyard = fp<SwitchyardOptions>(
 /** One route's own encapsulated scope: its parser limit, its hooks, its handler. */
 async function routeScope(
   scope: FastifyInstance,
-  { route }: { route: CompiledRoute; generation: Generation },
+  { route, generation }: { route: CompiledRoute; generation: Generation },
 ) {
   const respond = route.config.respond;
   scope.addContentTypeParser("*", passthroughParser(route.bodyLimit));
   scope.addHook("onRequest", attach);
+  for (const p of policies)
+    if (p.applies(route.config)) await scope.register(p.plugin, { route, generation });
   scope.route({
     method: Methods as unknown as string[],
     url: "/*",
@@ -163,6 +168,14 @@ function onResponseClose(this: ServerResponse): void {
       responseTime: Math.round(reply.elapsedTime * 1000) / 1000,
       remoteAddress: request.ip,
     },
+    "request",
+  );
+}
+
+/** Access line for requests that never reached a route. */
+function logRejected(request: FastifyRequest, statusCode: number): void {
+  request.log.info(
+    { method: request.method, path: request.url, statusCode, remoteAddress: request.ip },
     "request",
   );
 }

@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import pino, { type Logger } from "pino";
 import { ConfigError, loadConfigFile } from "./config/load.js";
 import type { Config } from "./config/schema.js";
-import { ConfigSchema } from "./config/schema.js";
+import { editorSchema } from "./config/schema.js";
 import { explain } from "./explain.js";
 import { Gateway } from "./server.js";
 import { shadowWarnings } from "./shadow.js";
@@ -129,7 +129,7 @@ async function main(argv: string[]): Promise<void> {
   const file = values.config;
   const [command, ...rest] = positionals;
   if (command === "schema") {
-    process.stdout.write(`${JSON.stringify(ConfigSchema, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(editorSchema(), null, 2)}\n`);
     return;
   }
   if (command === "explain") {

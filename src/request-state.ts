@@ -24,6 +24,8 @@ export interface RequestState {
   target?: Target;
   /** Targets that failed this request (never picked again by a retry). */
   tried?: Set<Target>;
+  /** Verified JWT payload, set by the auth policy. */
+  claims?: Record<string, unknown>;
   /** Set when the streamed body went over the route's bodyLimit. */
   tooLarge?: boolean;
 }

@@ -9,6 +9,7 @@ import { resolve } from "node:path";
 import { validateMatchSpec } from "../router/match.js";
 import { compileRewrite } from "../router/rewrite.js";
 import { didYouMean, type Segment } from "./load.js";
+import { NOT_IMPLEMENTED } from "./not-implemented.js";
 import type { Config, RouteConfig } from "./schema.js";
 
 export interface CheckContext {
@@ -17,33 +18,6 @@ export interface CheckContext {
   /** Was this key written in the file (as opposed to filled in by a default)? */
   present(segs: readonly Segment[]): boolean;
 }
-
-/**
- * Keys the schema accepts (so files written for later versions validate) but
- * this build does not act on yet. Setting one is an error rather than a
- * silent no-op: a gateway that ignores `auth` is worse than one that refuses.
- */
-const NOT_IMPLEMENTED: { path: string; issue: number }[] = [
-  { path: "routes.*.auth", issue: 3 },
-  { path: "routes.*.rateLimit", issue: 3 },
-  { path: "routes.*.cache", issue: 3 },
-  { path: "routes.*.transform", issue: 3 },
-  { path: "routes.*.cors", issue: 3 },
-  { path: "routes.*.websocket", issue: 4 },
-  { path: "services.*.healthCheck", issue: 4 },
-  { path: "services.*.outlierDetection", issue: 4 },
-  { path: "services.*.retries", issue: 4 },
-  { path: "services.*.maxConnectionsPerTarget", issue: 4 },
-  { path: "services.*.slowStart", issue: 4 },
-  { path: "services.*.sticky", issue: 4 },
-  { path: "store", issue: 3 },
-  { path: "admin", issue: 0 },
-  { path: "watch", issue: 0 },
-  { path: "tcp.*", issue: 5 },
-  { path: "udp.*", issue: 5 },
-  { path: "listen.*.http2", issue: 0 },
-  { path: "listen.*.serverTiming", issue: 0 },
-];
 
 export function semanticChecks(cfg: Config, ctx: CheckContext): void {
   checkNotImplemented(cfg, ctx);

@@ -543,3 +543,27 @@ export type RouteConfig = Static<typeof Route>;
 export type TcpListenerConfig = Static<typeof TcpListener>;
 export type UdpListenerConfig = Static<typeof UdpListener>;
 export type VerifierConfig = Static<typeof Verifier>;
+
+/**
+ * The schema as editors should see it: keys that have a default are optional
+ * to write (Ajv fills them in, so they are "required" only after loading).
+ */
+export function editorSchema(): unknown {
+  const strip = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(strip);
+    if (node === null || typeof node !== "object") return node;
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(node)) out[k] = strip(v);
+    const props = out.properties as Record<string, { default?: unknown }> | undefined;
+    if (Array.isArray(out.required) && props) {
+      out.required = (out.required as string[]).filter((k) => props[k]?.default === undefined);
+      if ((out.required as string[]).length === 0) delete out.required;
+    }
+    return out;
+  };
+  return {
+    $schema: "http://json-schema.org/draft-07/schema#",
+    title: "Switchyard routes.yaml",
+    ...(strip(ConfigSchema) as object),
+  };
+}
