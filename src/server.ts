@@ -116,6 +116,8 @@ function createServer(l: ListenerConfig, handler: http.RequestListener, baseDir 
     headersTimeout: ms(t?.headers ?? "10s"),
     requestTimeout: ms(t?.request ?? "60s"),
     keepAliveTimeout: ms(t?.idle ?? "60s"),
+    // Node checks the headers/request timeouts on this interval (default 30 s, too coarse for a 10 s limit).
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(ms(t?.headers ?? "10s") / 3))),
   };
   let server: Server;
   if (l.tls) {
