@@ -1,0 +1,136 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { test } from "node:test";
+import { ipv6Bytes, ipv6Text } from "../../src/l4/ip.js";
+import { encodeProxyHeader, parseProxyHeader, V2_MAX, V2_SIGNATURE } from "../../src/l4/proxy-protocol.js";
+
+const src = { address: "192.0.2.10", port: 56324 };
+const dst = { address: "198.51.100.1", port: 443 };
+
+function parsed(buf: Buffer) {
+  const r = parseProxyHeader(buf);
+  assert.ok("value" in r, `expected a header, got ${JSON.stringify(r)}`);
+  return r;
+}
+
+test("v1 TCP4 is the spec's line and parses back", () => {
+  const h = encodeProxyHeader("v1", src, dst);
+  assert.equal(h.toString(), "PROXY TCP4 192.0.2.10 198.51.100.1 56324 443\r\n");
+  const r = parsed(Buffer.concat([h, Buffer.from("GET /")]));
+  assert.deepEqual(r.value, { version: 1, source: src, destination: dst });
+  assert.equal(r.consumed, h.length);
+});
+
+test("mixed families are sent as TCP6 with the IPv4 side mapped; v4-mapped sources count as IPv4", () => {
+  assert.equal(
+    encodeProxyHeader("v1", { address: "2001:db8::5", port: 1 }, { address: "10.0.0.1", port: 2 }).toString(),
+    "PROXY TCP6 2001:db8::5 ::ffff:10.0.0.1 1 2\r\n",
+  );
+  assert.equal(
+    encodeProxyHeader(
+      "v1",
+      { address: "::ffff:10.0.0.9", port: 1 },
+      { address: "10.0.0.1", port: 2 },
+    ).toString(),
+    "PROXY TCP4 10.0.0.9 10.0.0.1 1 2\r\n",
+  );
+});
+
+test("v2 TCP4 has the exact layout of spec §2.2 and parses back", () => {
+  const h = encodeProxyHeader("v2", src, dst);
+  const want = Buffer.concat([
+    V2_SIGNATURE,
+    Buffer.from([0x21, 0x11, 0x00, 0x0c, 192, 0, 2, 10, 198, 51, 100, 1, 0xdc, 0x04, 0x01, 0xbb]),
+  ]);
+  assert.deepEqual(h, want);
+  assert.deepEqual(parsed(h).value, { version: 2, source: src, destination: dst });
+});
+
+test("v2 TCP6 round-trips with RFC 5952 text", () => {
+  const s6 = { address: "2001:db8::1", port: 1234 };
+  const d6 = { address: "2001:db8:0:0:1::2", port: 80 };
+  const h = encodeProxyHeader("v2", s6, d6);
+  assert.equal(h.length, 16 + 36);
+  assert.deepEqual(parsed(h).value, {
+    version: 2,
+    source: s6,
+    destination: { address: "2001:db8::1:0:0:2", port: 80 },
+  });
+});
+
+test("every strict prefix of a header asks for more bytes; the payload after it is left alone", () => {
+  for (const h of [encodeProxyHeader("v1", src, dst), encodeProxyHeader("v2", src, dst)]) {
+    for (let n = 1; n < h.length; n++)
+      assert.deepEqual(parseProxyHeader(h.subarray(0, n)), { need: true }, `${n}`);
+    assert.equal(parsed(Buffer.concat([h, Buffer.from("payload")])).consumed, h.length);
+  }
+});
+
+test("v2 TLVs after the addresses are skipped by the declared length", () => {
+  const h = encodeProxyHeader("v2", src, dst);
+  const tlv = Buffer.from([0x04, 0x00, 0x03, 0x61, 0x62, 0x63]); // PP2_TYPE_NOOP, 3 bytes
+  const withTlv = Buffer.concat([h, tlv]);
+  withTlv.writeUInt16BE(12 + tlv.length, 14);
+  const r = parsed(Buffer.concat([withTlv, Buffer.from("X")]));
+  assert.equal(r.consumed, withTlv.length);
+  assert.deepEqual(r.value.source, src);
+});
+
+test("LOCAL, UNKNOWN and UNSPEC carry no address (the real connection's is used)", () => {
+  assert.deepEqual(parsed(encodeProxyHeader("v2")).value, { version: 2 });
+  assert.deepEqual(parsed(encodeProxyHeader("v1")).value, { version: 1 });
+  assert.deepEqual(parsed(Buffer.from("PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n")).value, { version: 1 });
+  const unspec = Buffer.concat([V2_SIGNATURE, Buffer.from([0x21, 0x00, 0x00, 0x00])]);
+  assert.deepEqual(parsed(unspec).value, { version: 2 });
+});
+
+test("malformed headers are refused with a reason", () => {
+  const v2 = (verCmd: number, fam: number, len: number) =>
+    Buffer.concat([
+      V2_SIGNATURE,
+      Buffer.from([verCmd, fam, len >> 8, len & 0xff]),
+      Buffer.alloc(Math.min(len, 64)),
+    ]);
+  const bad: Array<[string, Buffer]> = [
+    ["http", Buffer.from("GET / HTTP/1.1\r\n")],
+    ["v1 no CRLF in 107 bytes", Buffer.from(`PROXY TCP4 ${"1".repeat(120)}`)],
+    ["v1 protocol", Buffer.from("PROXY UDP4 1.2.3.4 1.2.3.5 1 2\r\n")],
+    ["v1 family", Buffer.from("PROXY TCP4 ::1 ::1 1 2\r\n")],
+    ["v1 port", Buffer.from("PROXY TCP4 1.2.3.4 1.2.3.5 70000 2\r\n")],
+    ["v1 leading zero", Buffer.from("PROXY TCP4 1.2.3.4 1.2.3.5 01 2\r\n")],
+    ["v1 fields", Buffer.from("PROXY TCP4 1.2.3.4 1.2.3.5 1\r\n")],
+    ["v2 version", v2(0x11, 0x11, 12)],
+    ["v2 command", v2(0x22, 0x11, 12)],
+    ["v2 family", v2(0x21, 0x41, 12)],
+    ["v2 transport", v2(0x21, 0x13, 12)],
+    ["v2 short", v2(0x21, 0x11, 8)],
+    ["v2 too long", v2(0x21, 0x11, V2_MAX)],
+  ];
+  for (const [name, buf] of bad) {
+    const r = parseProxyHeader(buf);
+    assert.ok("error" in r, `${name}: ${JSON.stringify(r)}`);
+  }
+});
+
+test("random bytes after the v2 signature never throw", () => {
+  for (let i = 0; i < 2000; i++) {
+    const buf = Buffer.concat([V2_SIGNATURE, randomBytes(i % 80)]);
+    const r = parseProxyHeader(buf);
+    assert.ok("need" in r || "error" in r || "value" in r);
+  }
+});
+
+test("IPv6 text ⇄ bytes", () => {
+  for (const [text, canon] of [
+    ["::", "::"],
+    ["::1", "::1"],
+    ["2001:DB8:0:0:0:0:0:1", "2001:db8::1"],
+    ["2001:db8:0:1:0:0:0:0", "2001:db8:0:1::"],
+    ["1:0:0:2:0:0:0:3", "1:0:0:2::3"],
+    ["1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8"],
+    ["::ffff:192.0.2.1", "::ffff:192.0.2.1"],
+    ["fe80::1%eth0", "fe80::1"],
+  ]) {
+    assert.equal(ipv6Text(ipv6Bytes(text), 0), canon, text);
+  }
+});
