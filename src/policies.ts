@@ -6,6 +6,11 @@
  * request. Registration order is hook order within a phase.
  */
 import type { FastifyPluginAsync } from "fastify";
+import { auth } from "../plugins/auth.js";
+import { cachePolicy } from "../plugins/cache.js";
+import { cors } from "../plugins/cors.js";
+import { limitsAfterAuth, rateLimitPolicy } from "../plugins/rate-limit.js";
+import { stripClaimHeaders, transform } from "../plugins/transform.js";
 import type { RouteConfig } from "./config/schema.js";
 import type { CompiledRoute, Generation } from "./generation.js";
 
@@ -21,10 +26,24 @@ export interface Policy {
 }
 
 export const policies: Policy[] = [
-  // slot: cors (answers preflight first)
-  // slot: rate limit by ip | header | route
-  // slot: auth
-  // slot: rate limit by jwt:<claim>
-  // slot: cache lookup
-  // slot: request/response transform
+  { name: "cors", applies: (r) => r.cors !== undefined, plugin: cors },
+  // A client's copies of fromClaims headers go before anything reads headers (SPEC §6).
+  {
+    name: "strip-claim-headers",
+    applies: (r) => Object.keys(r.transform?.request?.fromClaims ?? {}).length > 0,
+    plugin: stripClaimHeaders,
+  },
+  {
+    name: "rate-limit",
+    applies: (r) => r.rateLimit !== undefined && !limitsAfterAuth(r),
+    plugin: rateLimitPolicy,
+  },
+  { name: "auth", applies: (r) => r.auth !== undefined && r.auth.jwt !== false, plugin: auth },
+  {
+    name: "rate-limit-jwt",
+    applies: (r) => r.rateLimit !== undefined && limitsAfterAuth(r),
+    plugin: rateLimitPolicy,
+  },
+  { name: "cache", applies: (r) => r.cache !== undefined, plugin: cachePolicy },
+  { name: "transform", applies: (r) => r.transform !== undefined, plugin: transform },
 ];

@@ -1,0 +1,374 @@
+/**
+ * The response cache (SPEC §2 routes.*.cache, §6), in the route's own scope:
+ * lookup in preHandler (after auth and a jwt rate limit, SPEC §3), capture in
+ * onSend, where the forwarder's payload is the upstream body stream.
+ *
+ * - Key: method, host, normalised path, query, the route's `vary` headers;
+ *   the upstream's Vary picks a variant under it (key.ts, entry.ts).
+ * - Requests with Authorization are BYPASS unless the route's `vary` lists
+ *   `jwt:sub` and auth verified a token with a subject: then every subject has
+ *   its own entries and no one is served another's response.
+ * - HIT serves fresh entries (with Age, and 304 for matching conditionals);
+ *   past freshness: staleWhileRevalidate serves STALE and refreshes once in
+ *   the background; a stored validator turns the miss into a conditional
+ *   request (a 304 refreshes the entry); staleIfError serves STALE when the
+ *   upstream fails or answers 5xx.
+ * - Coalescing: concurrent misses for one key wait for the first one's
+ *   response instead of each asking the upstream.
+ * - The body streams to the client while it is copied, up to maxEntrySize.
+ *
+ * X-Cache: HIT | MISS | STALE | BYPASS on every response of a cached route
+ * (except those the gateway refuses before the lookup, like 401 or 429).
+ * Client Cache-Control request directives are not obeyed (as NGINX and Varnish
+ * by default): a client cannot force misses onto the upstream.
+ */
+import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
+import { pipeline, type Readable } from "node:stream";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import fp from "fastify-plugin";
+import { Capture } from "../src/cache/capture.js";
+import { isConditional, notModified, notModifiedHeaders } from "../src/cache/conditional.js";
+import {
+  ageOf,
+  buildEntry,
+  decode,
+  type Entry,
+  encode,
+  freshness,
+  hasValidators,
+  revalidated,
+  toHeaders,
+  type Windows,
+} from "../src/cache/entry.js";
+import { hostOf, primaryKey, variantKey, varyHash, varyValues } from "../src/cache/key.js";
+import { isRefresh, REFRESH_HEADER, REFRESH_TOKEN } from "../src/cache/refresh.js";
+import { bytes, ms } from "../src/config/duration.js";
+import type { PolicyOptions } from "../src/policies.js";
+import { kState } from "../src/request-state.js";
+import { useStore } from "../src/store/index.js";
+
+export type CacheResult = "hit" | "miss" | "stale" | "bypass";
+
+declare module "../src/request-state.js" {
+  interface RequestState {
+    /** The cache's answer for this request (access log `cache`, metric cache_requests_total). */
+    cache?: CacheResult;
+  }
+}
+
+const kCache = Symbol("switchyard.cache");
+
+/** What one waiting miss gets from the one that went upstream. */
+interface Shared {
+  entry: Entry;
+  label: "HIT" | "STALE";
+}
+
+interface Flight {
+  promise: Promise<Shared | undefined>;
+  resolve(v: Shared | undefined): void;
+}
+
+interface CacheContext {
+  key: string;
+  /** miss: went upstream; hit: answered from the cache; refresh: a background revalidation. */
+  phase: "miss" | "hit" | "refresh";
+  /** Reply headers set by earlier hooks, so the upstream's own can be told apart. */
+  before: Record<string, unknown>;
+  stale?: Entry;
+  revalidate?: Entry;
+  flight?: Flight;
+}
+
+declare module "node:http" {
+  interface IncomingMessage {
+    [kCache]?: CacheContext;
+  }
+}
+
+const LABEL: Record<Shared["label"] | "MISS" | "BYPASS", CacheResult> = {
+  HIT: "hit",
+  STALE: "stale",
+  MISS: "miss",
+  BYPASS: "bypass",
+};
+
+function flight(): Flight {
+  let resolve!: (v: Shared | undefined) => void;
+  const promise = new Promise<Shared | undefined>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+function mark(request: FastifyRequest, reply: FastifyReply, label: keyof typeof LABEL): void {
+  reply.header("x-cache", label);
+  const st = request.raw[kState];
+  if (st) st.cache = LABEL[label];
+}
+
+function drain(payload: unknown): void {
+  const s = payload as Readable | undefined;
+  if (s && typeof s.resume === "function") {
+    s.on("error", () => {});
+    s.resume();
+  }
+}
+
+export const cachePolicy = fp(
+  async function cache(scope: FastifyInstance, { route, generation }: PolicyOptions) {
+    const cfg = route.config.cache!;
+    const store = useStore(scope, generation);
+    const methods = new Set<string>(cfg.methods);
+    const w: Windows = {
+      ttl: ms(cfg.ttl),
+      swr: ms(cfg.staleWhileRevalidate ?? "0ms"),
+      sie: ms(cfg.staleIfError ?? "0ms"),
+    };
+    const maxEntrySize = bytes(cfg.maxEntrySize);
+    const vary = (cfg.vary ?? []).map((v) => v.toLowerCase());
+    const bySubject = vary.includes("jwt:sub");
+    // The cors policy's onSend runs before this one and sets these per request (hits included):
+    // a stored copy would answer one origin with another's grant.
+    const perRequest = new Set(
+      route.config.cors !== undefined
+        ? ["access-control-allow-origin", "access-control-allow-credentials"]
+        : [],
+    );
+    const flights = new Map<string, Flight>();
+    const refreshing = new Set<string>();
+
+    /** The stored entry for this request: the primary key, or the variant its Vary marker names. */
+    async function read(key: string, raw: IncomingMessage): Promise<Entry | undefined> {
+      const buf = await store.get(key);
+      const v = buf && decode(buf);
+      if (v === undefined || !("marker" in v)) return v;
+      const vbuf = await store.get(variantKey(key, varyHash(v.vary, raw.headers)));
+      const e = vbuf && decode(vbuf);
+      return e && !("marker" in e) ? e : undefined;
+    }
+
+    async function write(key: string, entry: Entry, retention: number): Promise<void> {
+      if (entry.vary.length === 0) return store.set(key, encode(entry), retention, entry.tags);
+      // The marker lives as long as any variant may; each variant carries the tags.
+      await store.set(key, encode({ marker: true, vary: entry.vary }), retention + w.ttl);
+      await store.set(variantKey(key, entry.varyHash), encode(entry), retention, entry.tags);
+    }
+
+    function serve(request: FastifyRequest, reply: FastifyReply, entry: Entry, label: Shared["label"]) {
+      const ctx = request.raw[kCache];
+      if (ctx) ctx.phase = "hit";
+      const head = request.raw.method === "HEAD";
+      const age = String(Math.floor(ageOf(entry)));
+      mark(request, reply, label);
+      reply.header("x-request-id", request.id).header("age", age);
+      if (notModified(request.raw.headers, entry)) {
+        return reply.code(304).headers(notModifiedHeaders(entry)).send();
+      }
+      return reply
+        .code(entry.status)
+        .headers(entry.headers)
+        .send(head ? undefined : entry.body);
+    }
+
+    /** staleWhileRevalidate: one background request per key re-runs the route and stores its answer. */
+    function refreshInBackground(request: FastifyRequest, key: string): void {
+      if (refreshing.has(key)) return;
+      refreshing.add(key);
+      const headers: Record<string, string | string[] | undefined> = {
+        ...request.raw.headers,
+        [REFRESH_HEADER]: REFRESH_TOKEN,
+      };
+      for (const h of ["if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"])
+        delete headers[h];
+      request.server
+        .inject({
+          method: request.raw.method as "GET",
+          url: request.raw.url ?? "/",
+          headers: headers as Record<string, string | string[]>,
+          remoteAddress: request.socket.remoteAddress,
+        })
+        .catch((err: Error) => request.log.debug({ err: err.message, key }, "cache refresh not stored"))
+        .finally(() => refreshing.delete(key));
+    }
+
+    function settle(ctx: CacheContext, v: Shared | undefined): void {
+      const f = ctx.flight;
+      if (f === undefined) return;
+      ctx.flight = undefined;
+      if (flights.get(ctx.key) === f) flights.delete(ctx.key);
+      f.resolve(v);
+    }
+
+    async function cacheLookup(request: FastifyRequest, reply: FastifyReply) {
+      const raw = request.raw;
+      const st = raw[kState]!;
+      const claims = st.claims;
+      if (!methods.has(raw.method ?? "") || raw.headers.upgrade !== undefined)
+        return mark(request, reply, "BYPASS");
+      if (raw.headers.authorization !== undefined && !(bySubject && claims?.sub !== undefined))
+        return mark(request, reply, "BYPASS");
+      const refresh = isRefresh(request);
+      delete raw.headers[REFRESH_HEADER];
+      const key = primaryKey({
+        method: raw.method!,
+        scheme: request.protocol,
+        host: hostOf(raw.headers),
+        path: st.path,
+        query: st.query,
+        vary: varyValues(vary, raw.headers, claims),
+      });
+      if (refresh) {
+        raw[kCache] = { key, phase: "refresh", before: reply.getHeaders() };
+        return;
+      }
+      const entry = await read(key, raw);
+      const ctx: CacheContext = { key, phase: "miss", before: reply.getHeaders() };
+      raw[kCache] = ctx;
+      if (entry !== undefined) {
+        const f = freshness(entry, w);
+        if (f === "fresh") return serve(request, reply, entry, "HIT");
+        if (f === "stale-while-revalidate") {
+          refreshInBackground(request, key);
+          return serve(request, reply, entry, "STALE");
+        }
+        if (f === "stale-if-error") ctx.stale = entry;
+        if (hasValidators(entry) && !isConditional(raw.headers)) {
+          // Ask the upstream whether the stored body is still good (RFC 9111 §4.3.1).
+          ctx.revalidate = entry;
+          const etag = entry.headers.etag;
+          const lm = entry.headers["last-modified"];
+          // Added for the upstream only: removed again before the answer is chosen (onSend).
+          if (etag !== undefined) raw.headers["if-none-match"] = String(etag);
+          else if (lm !== undefined) raw.headers["if-modified-since"] = String(lm);
+        }
+      }
+      // A Range request's answer (206) is never stored, so it does not lead a coalesced miss.
+      if (!cfg.coalesce || raw.headers.range !== undefined) return;
+      const leader = flights.get(key);
+      if (leader === undefined) {
+        ctx.flight = flight();
+        flights.set(key, ctx.flight);
+        // However this request ends (even aborted before any answer), its waiters are released.
+        reply.raw.once("close", () => settle(ctx, undefined));
+        return;
+      }
+      const got = await leader.promise;
+      if (
+        got !== undefined &&
+        (got.entry.vary.length === 0 || got.entry.varyHash === varyHash(got.entry.vary, raw.headers))
+      )
+        return serve(request, reply, got.entry, got.label);
+      // The first answer was not storable (or is another variant): this request goes upstream itself.
+    }
+
+    /** The upstream's own headers: those not set, or set differently, before the lookup. */
+    function upstreamHeaders(ctx: CacheContext, reply: FastifyReply) {
+      const all = reply.getHeaders();
+      const out: OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(all)) if (ctx.before[k] !== v && !perRequest.has(k)) out[k] = v;
+      return toHeaders(out);
+    }
+
+    /** Answer from `entry` instead of what the upstream (or the error handler) produced. */
+    function replace(
+      request: FastifyRequest,
+      reply: FastifyReply,
+      ctx: CacheContext,
+      entry: Entry,
+      label: Shared["label"],
+    ) {
+      for (const k of Object.keys(reply.getHeaders())) if (!(k in ctx.before)) reply.removeHeader(k);
+      ctx.phase = "hit";
+      mark(request, reply, label);
+      reply.header("x-request-id", request.id).header("age", String(Math.floor(ageOf(entry))));
+      if (notModified(request.raw.headers, entry)) {
+        reply.code(304).headers(notModifiedHeaders(entry));
+        return "";
+      }
+      reply.code(entry.status).headers(entry.headers);
+      return request.raw.method === "HEAD" ? "" : entry.body;
+    }
+
+    function requestView(request: FastifyRequest) {
+      return {
+        method: request.raw.method ?? "GET",
+        url: request.raw.url ?? "/",
+        headers: request.raw.headers,
+      };
+    }
+
+    async function cacheStore(request: FastifyRequest, reply: FastifyReply, payload: unknown) {
+      const ctx = request.raw[kCache];
+      if (ctx === undefined || ctx.phase === "hit") return payload;
+      if (ctx.revalidate !== undefined) {
+        delete request.raw.headers["if-none-match"];
+        delete request.raw.headers["if-modified-since"];
+      }
+      const status = reply.statusCode;
+      const headers = upstreamHeaders(ctx, reply);
+      const hashOf = (names: string[]) => varyHash(names, request.raw.headers);
+      if (ctx.revalidate !== undefined && status === 304) {
+        drain(payload);
+        const r = revalidated(ctx.revalidate, requestView(request), headers, w, hashOf);
+        const entry = "entry" in r ? r.entry : ctx.revalidate;
+        settle(ctx, { entry, label: "HIT" });
+        if ("entry" in r) await write(ctx.key, r.entry, r.retention);
+        return replace(request, reply, ctx, entry, "HIT");
+      }
+      if (status >= 500 && ctx.stale !== undefined) {
+        drain(payload);
+        request.log.warn({ statusCode: status, route: route.name }, "upstream failed: serving stale");
+        settle(ctx, { entry: ctx.stale, label: "STALE" });
+        return replace(request, reply, ctx, ctx.stale, "STALE");
+      }
+      if (ctx.phase === "miss") mark(request, reply, "MISS");
+      // Tags are for the cache, not for clients (as CDNs strip them).
+      reply.removeHeader("surrogate-key");
+      reply.removeHeader("cache-tag");
+      const head = request.raw.method === "HEAD";
+      const length = Number(headers["content-length"]);
+      if (status === 304 || status === 206 || (!head && length > maxEntrySize)) {
+        settle(ctx, undefined);
+        if (ctx.phase !== "refresh") return payload;
+        // Nobody reads a background refresh: do not download what will not be stored.
+        (payload as Readable | undefined)?.destroy?.();
+        return "";
+      }
+      const finish = async (body: Buffer | undefined) => {
+        if (body === undefined || (!head && Number.isFinite(length) && body.length !== length)) {
+          settle(ctx, undefined);
+          return;
+        }
+        const r = buildEntry(requestView(request), status, headers, body, w, hashOf);
+        if (!("entry" in r)) {
+          settle(ctx, undefined);
+          return;
+        }
+        settle(ctx, { entry: r.entry, label: "HIT" });
+        await write(ctx.key, r.entry, r.retention);
+      };
+      if (
+        payload === undefined ||
+        payload === null ||
+        typeof payload === "string" ||
+        Buffer.isBuffer(payload)
+      ) {
+        await finish(payload == null ? Buffer.alloc(0) : Buffer.from(payload as string | Buffer));
+        return payload;
+      }
+      const source = payload as Readable;
+      if (typeof source.pipe !== "function") {
+        settle(ctx, undefined);
+        return payload;
+      }
+      const capture = new Capture(maxEntrySize, finish, ctx.phase === "refresh");
+      pipeline(source, capture, () => {});
+      return capture;
+    }
+
+    scope.addHook("preHandler", cacheLookup);
+    scope.addHook("onSend", cacheStore);
+  },
+  { name: "switchyard-cache", fastify: "5.x" },
+);

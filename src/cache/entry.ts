@@ -1,0 +1,216 @@
+/**
+ * A stored response and the RFC 9111 decisions about it. Whether a response
+ * may be stored, its freshness lifetime and its age come from
+ * http-cache-semantics in shared-cache mode; on top of it the gateway's own
+ * rules (SPEC §6): never a Set-Cookie response, never `Vary: *`, the route's
+ * `ttl` is the lifetime when the upstream gives none and the upper bound when
+ * it does, and stale serving (staleWhileRevalidate / staleIfError) is off for
+ * responses that forbid it (no-cache, must-revalidate, proxy-revalidate,
+ * s-maxage: RFC 9111 §4.2.4, §5.2.2).
+ *
+ * Serialised as [u32 length of the JSON head][JSON head][body] so Redis and
+ * memory hold one opaque buffer.
+ */
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
+import CachePolicy from "http-cache-semantics";
+
+export type Headers = Record<string, string | string[]>;
+
+export interface Entry {
+  status: number;
+  /** The upstream's headers as the client gets them (no Age, X-Cache, X-Request-Id, tags). */
+  headers: Headers;
+  body: Buffer;
+  /** When stored (ms since epoch) and the age it had then (s: the upstream's Age). */
+  storedAt: number;
+  age0: number;
+  /** Freshness lifetime (ms, from the response's origin time). */
+  lifetime: number;
+  /** Whether the response allows being served stale at all. */
+  staleOk: boolean;
+  /** The upstream's Vary names (lower-case) and this request's values for them. */
+  vary: string[];
+  varyHash: string;
+  tags: string[];
+}
+
+/** What the primary key holds when the upstream's response has a Vary. */
+export interface VaryMarker {
+  marker: true;
+  vary: string[];
+}
+
+export interface Windows {
+  /** Route ttl (ms): default lifetime and its upper bound. */
+  ttl: number;
+  swr: number;
+  sie: number;
+}
+
+/** Only what the cache needs from Cache-Control (http-cache-semantics keeps its parse private). */
+function directives(cc: string | undefined): Set<string> {
+  const out = new Set<string>();
+  if (cc) for (const part of cc.split(",")) out.add(part.split("=", 1)[0].trim().toLowerCase());
+  return out;
+}
+
+function flat(headers: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) out[k] = Array.isArray(v) ? v.join(", ") : v;
+  return out;
+}
+
+export function tagsOf(headers: Headers): string[] {
+  const f = flat(headers);
+  const tags = [...(f["surrogate-key"] ?? "").split(/\s+/), ...(f["cache-tag"] ?? "").split(",")].map((t) =>
+    t.trim(),
+  );
+  return [...new Set(tags.filter((t) => t !== ""))];
+}
+
+export function varyNames(headers: Headers): string[] {
+  const v = flat(headers).vary;
+  if (!v) return [];
+  return [...new Set(v.split(",").map((s) => s.trim().toLowerCase()))].filter((s) => s !== "");
+}
+
+export interface Request {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+}
+
+/**
+ * The entry to store for this response, or why not. `headers` are the
+ * upstream's; the request's Authorization is the caller's decision (the
+ * policy is asked as if there were none).
+ */
+export function buildEntry(
+  req: Request,
+  status: number,
+  headers: Headers,
+  body: Buffer,
+  w: Windows,
+  varyHashOf: (names: string[]) => string,
+  now = Date.now(),
+): { entry: Entry; retention: number } | { reason: string } {
+  if (headers["set-cookie"] !== undefined) return { reason: "set-cookie" };
+  const vary = varyNames(headers);
+  if (vary.includes("*")) return { reason: "vary-star" };
+  const { authorization: _, ...reqHeaders } = req.headers;
+  const res = { status, headers: flat(headers) };
+  const policy = new CachePolicy(
+    { method: req.method, url: req.url, headers: reqHeaders as Record<string, string> },
+    res,
+    { shared: true, cacheHeuristic: 0, immutableMinTimeToLive: 0 },
+  );
+  if (!policy.storable()) return { reason: "not-storable" };
+  const cc = directives(res.headers["cache-control"]);
+  const explicit = cc.has("max-age") || cc.has("s-maxage") || res.headers.expires !== undefined;
+  const lifetime = cc.has("no-cache") ? 0 : explicit ? Math.min(policy.maxAge() * 1000, w.ttl) : w.ttl;
+  const staleOk = !["no-cache", "must-revalidate", "proxy-revalidate", "s-maxage"].some((d) => cc.has(d));
+  const age0 = policy.age();
+  const validators = res.headers.etag !== undefined || res.headers["last-modified"] !== undefined;
+  const fresh = lifetime - age0 * 1000;
+  const retention = Math.max(0, fresh + (staleOk ? Math.max(w.swr, w.sie) : 0)) + (validators ? w.ttl : 0);
+  if (retention <= 0) return { reason: "no-lifetime" };
+  const stored: Headers = {};
+  for (const [k, v] of Object.entries(headers)) if (!UNSTORED.has(k)) stored[k] = v;
+  return {
+    entry: {
+      status,
+      headers: stored,
+      body,
+      storedAt: now,
+      age0,
+      lifetime,
+      staleOk,
+      vary,
+      varyHash: vary.length > 0 ? varyHashOf(vary) : "",
+      tags: tagsOf(headers),
+    },
+    retention,
+  };
+}
+
+/** Per-response or cache-internal headers that a stored copy must not replay. */
+const UNSTORED = new Set([
+  "age",
+  "x-cache",
+  "x-request-id",
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "surrogate-key",
+  "cache-tag",
+  "date",
+]);
+
+/**
+ * The entry after a 304 revalidation (RFC 9111 §4.3.4): the 304's headers
+ * replace the stored ones, except those that describe the stored body.
+ */
+export function revalidated(
+  old: Entry,
+  req: Request,
+  notModified: Headers,
+  w: Windows,
+  varyHashOf: (names: string[]) => string,
+  now = Date.now(),
+): ReturnType<typeof buildEntry> {
+  const headers: Headers = { ...old.headers };
+  for (const [k, v] of Object.entries(notModified)) {
+    if (!BODY_HEADERS.has(k)) headers[k] = v;
+  }
+  return buildEntry(req, old.status, headers, old.body, w, varyHashOf, now);
+}
+
+const BODY_HEADERS = new Set(["content-length", "content-encoding", "transfer-encoding", "content-range"]);
+
+/** Current age in seconds (RFC 9111 §4.2.3: the age it came with plus time resident here). */
+export function ageOf(e: Entry, now = Date.now()): number {
+  return e.age0 + Math.max(0, now - e.storedAt) / 1000;
+}
+
+export type Freshness = "fresh" | "stale-while-revalidate" | "stale-if-error" | "expired";
+
+export function freshness(e: Entry, w: Windows, now = Date.now()): Freshness {
+  const age = ageOf(e, now) * 1000;
+  if (age < e.lifetime) return "fresh";
+  if (e.staleOk && age < e.lifetime + w.swr) return "stale-while-revalidate";
+  if (e.staleOk && age < e.lifetime + w.sie) return "stale-if-error";
+  return "expired";
+}
+
+export function hasValidators(e: Entry): boolean {
+  return e.headers.etag !== undefined || e.headers["last-modified"] !== undefined;
+}
+
+export function encode(value: Entry | VaryMarker): Buffer {
+  const body = "body" in value ? value.body : Buffer.alloc(0);
+  const head = Buffer.from(JSON.stringify({ ...value, body: undefined }));
+  const len = Buffer.allocUnsafe(4);
+  len.writeUInt32BE(head.length);
+  return Buffer.concat([len, head, body]);
+}
+
+export function decode(buf: Buffer): Entry | VaryMarker | undefined {
+  try {
+    const n = buf.readUInt32BE(0);
+    const head = JSON.parse(buf.subarray(4, 4 + n).toString());
+    if (head.marker === true) return head as VaryMarker;
+    return { ...head, body: buf.subarray(4 + n) } as Entry;
+  } catch {
+    return undefined; // a foreign or truncated value is a miss, not an error
+  }
+}
+
+/** Reply headers (numbers and arrays included) as stored header values. */
+export function toHeaders(h: OutgoingHttpHeaders): Headers {
+  const out: Headers = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined) continue;
+    out[k] = Array.isArray(v) ? v.map(String) : String(v);
+  }
+  return out;
+}

@@ -1,0 +1,79 @@
+/**
+ * Cache keys (SPEC §6): method, scheme, host (lower-case, without port),
+ * normalised path, raw query and the route's `vary` request headers; the upstream's own
+ * Vary adds a second level (see entry.ts). Keys start with the path in clear
+ * so purge-by-prefix can scan for them: `c:<path> <sha256 of the rest>`.
+ * A `vary` item `jwt:<claim>` keys on a claim of the verified token.
+ */
+import { createHash } from "node:crypto";
+import type { IncomingHttpHeaders } from "node:http";
+
+export const KEY_NAMESPACE = "c:";
+
+/** Host as a cache (and a user) sees it: case-insensitive, port ignored. */
+export function hostOf(headers: IncomingHttpHeaders): string {
+  const h = (headers.host ?? (headers[":authority"] as string | undefined) ?? "").toLowerCase();
+  if (h.startsWith("[")) return h.slice(0, h.indexOf("]") + 1);
+  const colon = h.indexOf(":");
+  return colon === -1 ? h : h.slice(0, colon);
+}
+
+function headerValue(headers: IncomingHttpHeaders, name: string): string {
+  const v = headers[name];
+  return v === undefined ? "" : Array.isArray(v) ? v.join(", ") : v;
+}
+
+/** The values of `names` in this request (claims for `jwt:<claim>`), one per line. */
+export function varyValues(
+  names: readonly string[],
+  headers: IncomingHttpHeaders,
+  claims: Record<string, unknown> | undefined,
+): string {
+  let out = "";
+  for (const n of names) {
+    if (n.startsWith("jwt:")) {
+      const v = claims?.[n.slice(4)];
+      out += `${n}=${v === undefined ? "" : typeof v === "string" ? v : JSON.stringify(v)}\n`;
+    } else out += `${n}=${headerValue(headers, n)}\n`;
+  }
+  return out;
+}
+
+function digest(s: string): string {
+  return createHash("sha256").update(s).digest("base64url");
+}
+
+export interface KeyParts {
+  method: string;
+  /** http or https: a listener with TLS and one without may answer differently (redirects). */
+  scheme: string;
+  host: string;
+  path: string;
+  query: string;
+  /** varyValues() of the route's `vary`. */
+  vary: string;
+}
+
+export function primaryKey(k: KeyParts): string {
+  return `${KEY_NAMESPACE}${k.path} ${digest(`${k.method}\n${k.scheme}\n${k.host}\n${k.query}\n${k.vary}`)}`;
+}
+
+/** The key of one variant under the upstream's Vary names. */
+export function variantKey(primary: string, varyHash: string): string {
+  return `${primary}.${varyHash}`;
+}
+
+export function varyHash(names: readonly string[], headers: IncomingHttpHeaders): string {
+  return digest(varyValues(names, headers, undefined));
+}
+
+/** The path a key was made for. */
+export function pathOfKey(key: string): string {
+  return key.slice(KEY_NAMESPACE.length, key.lastIndexOf(" "));
+}
+
+/** Whole-segment prefix, as routes match: /api/users covers /api/users/7, never /api/usersx. */
+export function underPrefix(path: string, prefix: string): boolean {
+  if (prefix === "" || prefix.endsWith("/")) return path.startsWith(prefix);
+  return path === prefix || path.startsWith(`${prefix}/`);
+}

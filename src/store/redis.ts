@@ -1,0 +1,190 @@
+/**
+ * The shared store over ioredis: every worker and every gateway instance
+ * pointed at one Redis counts the same windows and sees the same cache.
+ *
+ * A request must never wait on a sick Redis (SPEC §2 store.onError: "unreachable
+ * or slow (>50ms)"), so the hot-path client is set up to fail fast:
+ * - commandTimeout 50ms: a slow answer is an error, not a wait;
+ * - enableOfflineQueue false: while disconnected a command fails at once
+ *   instead of queueing until reconnect (the queue is what hangs requests);
+ * - maxRetriesPerRequest 0: a command is never replayed on a new connection;
+ * - reconnect forever, backing off to 1s, so shared counting resumes by itself.
+ * connectTimeout is 1s rather than 50ms: while a connection is being made
+ * commands already fail at once (no offline queue), so the connect timeout
+ * never delays a request; it only has to be long enough for a real handshake
+ * (TLS, another zone) to complete.
+ *
+ * Purges are admin work that may touch many keys: they use a second, lazily
+ * made connection with a 5s command timeout so the hot path keeps its 50ms.
+ * Multi-key scripts mean a single Redis (or a primary), not Redis Cluster.
+ */
+import { Redis, type RedisOptions } from "ioredis";
+import type { Count, StoreBackend } from "./types.js";
+
+export const COMMAND_TIMEOUT_MS = 50;
+
+// INCR then start the window on the first hit; a key found without expiry
+// (a crash between the two calls elsewhere) gets one, so no count lives forever.
+const INCR = `
+local c = redis.call('INCR', KEYS[1])
+local t = redis.call('PTTL', KEYS[1])
+if c == 1 or t < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  t = tonumber(ARGV[1])
+end
+return {c, t}`;
+
+// The value, then each tag set (KEYS[2..]) gains the key and lives at least as long.
+const SET_TAGGED = `
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+for i = 2, #KEYS do
+  redis.call('SADD', KEYS[i], KEYS[1])
+  redis.call('PEXPIRE', KEYS[i], ARGV[2], 'GT')
+  if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
+end
+return 1`;
+
+const PURGE_TAGS = `
+local n = 0
+for i = 1, #KEYS do
+  for _, k in ipairs(redis.call('SMEMBERS', KEYS[i])) do n = n + redis.call('UNLINK', k) end
+  redis.call('UNLINK', KEYS[i])
+end
+return n`;
+
+interface Scripted {
+  syIncr(key: string, windowMs: number): Promise<[number, number]>;
+  sySetTagged(...args: (string | Buffer | number)[]): Promise<number>;
+  syPurgeTags(...args: (string | number)[]): Promise<number>;
+}
+
+export interface RedisStoreOptions {
+  url: string;
+  /** Namespace for every key (the `store.prefix` setting). */
+  prefix: string;
+  /** Told about connection errors (the caller decides how loudly to log). */
+  onConnectionError?: (err: Error) => void;
+  /** Told when a connection is (re)established. */
+  onReady?: () => void;
+}
+
+function define(client: Redis): Redis & Scripted {
+  client.defineCommand("syIncr", { numberOfKeys: 1, lua: INCR });
+  client.defineCommand("sySetTagged", { lua: SET_TAGGED });
+  client.defineCommand("syPurgeTags", { lua: PURGE_TAGS });
+  return client as Redis & Scripted;
+}
+
+/** Redis glob metacharacters, escaped so a path prefix matches only itself. */
+function globEscape(s: string): string {
+  return s.replace(/[*?[\]\\]/g, "\\$&");
+}
+
+export class RedisStore implements StoreBackend {
+  readonly kind = "redis";
+  readonly client: Redis & Scripted;
+  private admin: (Redis & Scripted) | undefined;
+
+  constructor(private readonly opts: RedisStoreOptions) {
+    const options: RedisOptions = {
+      connectTimeout: 1000,
+      commandTimeout: COMMAND_TIMEOUT_MS,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      retryStrategy: (times) => Math.min(times * 100, 1000),
+    };
+    this.client = define(new Redis(opts.url, options));
+    // ioredis prints unhandled 'error' events to the console; they are reported once, upstream of here.
+    this.client.on("error", (err: Error) => opts.onConnectionError?.(err));
+    this.client.on("ready", () => opts.onReady?.());
+  }
+
+  /** Resolves once connected, or after `timeoutMs` (never rejects: a down Redis is handled per request). */
+  whenReady(timeoutMs: number): Promise<boolean> {
+    return connected(this.client, timeoutMs);
+  }
+
+  get ready(): boolean {
+    return this.client.status === "ready";
+  }
+
+  private k(key: string): string {
+    return this.opts.prefix + key;
+  }
+
+  async incr(key: string, windowMs: number): Promise<Count> {
+    const [count, ttl] = await this.client.syIncr(this.k(key), windowMs);
+    return { count, ttl };
+  }
+
+  async get(key: string): Promise<Buffer | undefined> {
+    return (await this.client.getBuffer(this.k(key))) ?? undefined;
+  }
+
+  async set(key: string, value: Buffer, ttlMs: number, tags: readonly string[] = []): Promise<void> {
+    if (ttlMs <= 0) return;
+    const keys = [this.k(key), ...tags.map((t) => this.k(`t:${t}`))];
+    await this.client.sySetTagged(keys.length, ...keys, value, Math.ceil(ttlMs));
+  }
+
+  private async adminClient(): Promise<Redis & Scripted> {
+    if (this.admin === undefined) {
+      this.admin = define(this.client.duplicate({ commandTimeout: 5000 }));
+      this.admin.on("error", () => {});
+    }
+    await connected(this.admin, 1000);
+    return this.admin;
+  }
+
+  async purgePrefix(keyPrefix: string, filter: (key: string) => boolean): Promise<number> {
+    const admin = await this.adminClient();
+    const strip = this.opts.prefix.length;
+    let n = 0;
+    let cursor = "0";
+    do {
+      const [next, keys] = await admin.scan(
+        cursor,
+        "MATCH",
+        `${globEscape(this.k(keyPrefix))}*`,
+        "COUNT",
+        1000,
+      );
+      cursor = next;
+      const doomed = keys.filter((k) => filter(k.slice(strip)));
+      if (doomed.length > 0) n += await admin.unlink(...doomed);
+    } while (cursor !== "0");
+    return n;
+  }
+
+  async purgeTags(tags: readonly string[]): Promise<number> {
+    if (tags.length === 0) return 0;
+    const admin = await this.adminClient();
+    const keys = tags.map((t) => this.k(`t:${t}`));
+    return admin.syPurgeTags(keys.length, ...keys);
+  }
+
+  async close(): Promise<void> {
+    for (const c of [this.client, this.admin]) {
+      if (c === undefined) continue;
+      // quit() waits for a reply that a dead server never sends; disconnect() does not wait.
+      if (c.status === "ready") await c.quit().catch(() => c.disconnect());
+      else c.disconnect();
+    }
+  }
+}
+
+function connected(client: Redis, timeoutMs: number): Promise<boolean> {
+  if (client.status === "ready") return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      client.off("ready", onReady);
+      resolve(ok);
+    };
+    const onReady = () => done(true);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    timer.unref();
+    client.once("ready", onReady);
+  });
+}
