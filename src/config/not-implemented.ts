@@ -4,11 +4,6 @@
  * silent no-op: a gateway that ignores `auth` is worse than one that refuses.
  */
 export const NOT_IMPLEMENTED: { path: string; issue: number }[] = [
-  { path: "routes.*.auth", issue: 3 },
-  { path: "routes.*.rateLimit", issue: 3 },
-  { path: "routes.*.cache", issue: 3 },
-  { path: "routes.*.transform", issue: 3 },
-  { path: "routes.*.cors", issue: 3 },
   { path: "routes.*.websocket", issue: 4 },
   { path: "services.*.healthCheck", issue: 4 },
   { path: "services.*.outlierDetection", issue: 4 },
@@ -16,7 +11,6 @@ export const NOT_IMPLEMENTED: { path: string; issue: number }[] = [
   { path: "services.*.maxConnectionsPerTarget", issue: 4 },
   { path: "services.*.slowStart", issue: 4 },
   { path: "services.*.sticky", issue: 4 },
-  { path: "store", issue: 3 },
   { path: "admin", issue: 0 },
   { path: "watch", issue: 0 },
   { path: "tcp.*", issue: 5 },
