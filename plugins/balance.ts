@@ -3,11 +3,12 @@
  * there with @fastify/reply-from (undici pools per target, bodies never
  * buffered). Registered without `base` so the origin is chosen per request
  * through `getUpstream` (ARCHITECTURE notes). reply-from's own retry resends to
- * the same URL, so it is switched off and connect failures are retried here on
- * another target.
+ * the same URL, so it is switched off and failures are retried here on another
+ * target, per the service's retry policy and budget (src/upstreams/retry-*.ts).
  */
 import type { IncomingHttpHeaders } from "node:http";
-import { Transform, type TransformCallback } from "node:stream";
+import { Readable, Transform, type TransformCallback } from "node:stream";
+import { buffer } from "node:stream/consumers";
 import replyFrom from "@fastify/reply-from";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
@@ -15,9 +16,24 @@ import { Agent, type Dispatcher, Pool } from "undici";
 import { errors } from "../src/errors.js";
 import type { CompiledRoute, Generation } from "../src/generation.js";
 import { kState, type RequestState } from "../src/request-state.js";
+import {
+  backoffDelay,
+  type RetryCondition,
+  replayableMethod,
+  retriesAfterSend,
+} from "../src/upstreams/retry-policy.js";
+import type { Service } from "../src/upstreams/service.js";
+import type { Target } from "../src/upstreams/target.js";
+
+/** What reply-from hands to onResponse. */
+interface RawResponse {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  stream: Readable;
+}
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones proxies drop. */
-const HOP_BY_HOP = [
+export const HOP_BY_HOP = [
   "connection",
   "keep-alive",
   "proxy-connection",
@@ -85,76 +101,221 @@ export function createAgent(generation: Generation): Agent {
   });
 }
 
-/** The route handler and reply-from options for one proxied route, built once at load. */
-export function proxyHandler(route: CompiledRoute, maxAttempts: number) {
+/** Request bodies up to this size are kept in memory when the request may be re-sent (see passthroughParser). */
+export const REPLAY_MAX = 64 * 1024;
+
+/** Per-request forwarding state (attempts, budget slots, kept body), hung off the RequestState. */
+interface Forwarding {
+  /** Retries made so far. */
+  attempt: number;
+  /** Slots of the service's retry budget this request holds: one per budgeted retry, until it ends. */
+  slots: number;
+  /** Counted in the service's budget.requests. */
+  counted: boolean;
+  /** The request is over: releaseTarget ran; a pending backoff must not send. */
+  done: boolean;
+  /** The body, when small enough to replay (REPLAY_MAX). */
+  body?: Buffer;
+}
+
+declare module "../src/request-state.js" {
+  interface RequestState {
+    fwd?: Forwarding;
+  }
+}
+
+/**
+ * The route handler and reply-from options for one proxied route, built once at load.
+ *
+ * Every attempt asks the service for a target, excluding those this request
+ * already tried. A failure is retried on another target when the service's
+ * retry policy lists the condition, the method may be re-sent (connect
+ * failures: any method, nothing was sent), the body can be sent again (none,
+ * or kept in memory by passthroughParser), attempts remain, the retry budget
+ * has room (connect failures are not charged) and a target is left;
+ * otherwise the failure is the answer. A 502/503/504 answer that will be
+ * retried is held in onResponse and discarded, never streamed to the client.
+ */
+export function proxyHandler(route: CompiledRoute) {
   const fromOptions = {
     getUpstream: (req: FastifyRequest) => req.raw[kState]!.target!.origin,
     queryString: (_search: string, _url: string, req: FastifyRequest) => req.raw[kState]!.query,
     rewriteRequestHeaders,
     rewriteHeaders,
     onError,
+    onResponse,
     timeout: route.timeout,
     // reply-from retries GETs on 503 to the same target by default: never do that.
     retryDelay: () => null,
   };
 
-  function send(request: FastifyRequest, reply: FastifyReply, st: RequestState): void {
-    const service = route.pickService!();
-    st.service = service;
-    const ip = request.ip;
-    const target = service.pick({ ip, key: service.keyOf?.(request.raw, st.path, ip), exclude: st.tried });
-    if (target === undefined) {
-      reply.send(new errors.SY_NO_HEALTHY_TARGET());
+  /** Send this attempt to `target` (already leased). */
+  function dispatch(request: FastifyRequest, reply: FastifyReply, st: RequestState, target: Target): void {
+    st.target = target;
+    const f = st.fwd!;
+    if (f.attempt > 0 && f.body !== undefined) request.body = replay(f.body);
+    fromOptions.timeout = route.timeout ?? st.service!.timeouts.request;
+    reply.from(route.rewrite(st), fromOptions as never);
+  }
+
+  function onResponse(request: FastifyRequest, reply: FastifyReply, res: RawResponse): void {
+    const st = request.raw[kState]!;
+    const target = st.target;
+    const service = st.service!;
+    const status = res.statusCode;
+    if (target !== undefined) {
+      if (status >= 500) service.reportFailure(target);
+      else service.reportSuccess(target);
+    }
+    if (status >= 502 && status <= 504 && retry(request, reply, st, String(status) as RetryCondition)) {
+      discard(res);
+      // reply-from already copied this answer's headers onto the reply; the next attempt sets its own.
+      for (const h of Object.keys(res.headers)) reply.removeHeader(h);
       return;
     }
-    target.inFlight++;
-    target.requests++;
-    st.target = target;
-    fromOptions.timeout = route.timeout ?? service.timeouts.request;
-    reply.from(route.rewrite(st), fromOptions as never);
+    reply.send(res.stream);
   }
 
   function onError(reply: FastifyReply, { error }: { error: Error & { cause?: unknown } }): void {
     const request = reply.request;
     const st = request.raw[kState]!;
     const failed = st.target;
-    releaseTarget(st);
     const code = upstreamCode(error);
     if (st.tooLarge || code === "SY_BODY_TOO_LARGE") {
+      releaseLease(st);
       reply.header("connection", "close").send(new errors.SY_BODY_TOO_LARGE());
       return;
     }
-    if (failed) failed.failures++;
-    const retryable = CONNECT_FAILURES.has(code) && request.body === undefined;
-    st.tried ??= new Set();
-    if (failed) st.tried.add(failed);
-    if (retryable && st.tried.size < maxAttempts && !reply.sent) {
-      request.log.warn({ target: failed?.url, code }, "connect failed, trying another target");
-      send(request, reply, st);
+    if (failed) st.service!.reportFailure(failed);
+    const condition = conditionOf(code);
+    if (retry(request, reply, st, condition)) {
+      request.log.info({ target: failed?.url, code, attempt: st.fwd!.attempt }, "retrying on another target");
       return;
     }
     request.log.warn({ target: failed?.url, code, err: error.message }, "upstream request failed");
-    reply.send(
-      TIMEOUTS.has(code)
-        ? new errors.SY_UPSTREAM_TIMEOUT()
-        : CONNECT_FAILURES.has(code)
-          ? new errors.SY_UPSTREAM_CONNECT()
-          : new errors.SY_UPSTREAM_RESET(),
-    );
+    reply.send(upstreamError(code));
+  }
+
+  /**
+   * The attempt on st.target failed with `condition`: end it and, if allowed,
+   * lease the next target now and send after the backoff. False = answer with this failure.
+   */
+  function retry(request: FastifyRequest, reply: FastifyReply, st: RequestState, condition: RetryCondition) {
+    const service = st.service!;
+    const p = service.retry;
+    const f = st.fwd!;
+    const failed = st.target;
+    releaseLease(st);
+    if (failed) markTried(st, failed);
+    if (!p.on.has(condition) || f.attempt >= p.attempts || reply.sent || f.done) return false;
+    // Nothing reached the target on a connect failure: any method may go elsewhere, at once, and it
+    // is not an extra request for the upstreams, so the budget (against amplification) is not charged.
+    const sent = condition !== "connect-failure";
+    if (sent && !replayableMethod(p, request.method, request.headers)) return false;
+    if (!bodyReplayable(request, f)) return false;
+    if (sent && !service.budget.tryAcquire()) {
+      request.log.debug({ service: service.name }, "retry budget exhausted");
+      return false;
+    }
+    const next = pickFor(request, st, service);
+    if (next === undefined) {
+      if (sent) service.budget.release();
+      return false;
+    }
+    if (sent) f.slots++;
+    f.attempt++;
+    lease(next);
+    st.target = next; // held through the backoff, released by releaseTarget if the client leaves
+    const delay = sent ? backoffDelay(p, f.attempt) : 0;
+    if (delay === 0) dispatch(request, reply, st, next);
+    else
+      setTimeout(() => {
+        if (!f.done) dispatch(request, reply, st, next);
+      }, delay);
+    return true;
   }
 
   return function proxy(request: FastifyRequest, reply: FastifyReply): void {
     const st = request.raw[kState]!;
-    send(request, reply, st);
+    const service = route.pickService!();
+    st.service = service;
+    if (st.fwd === undefined) st.fwd = { attempt: 0, slots: 0, counted: false, done: false };
+    const f = st.fwd;
+    f.counted = true;
+    service.budget.requests++;
+    const target = pickFor(request, st, service);
+    if (target === undefined) {
+      reply.send(new errors[service.unavailable()]());
+      return;
+    }
+    lease(target);
+    dispatch(request, reply, st, target);
   };
 }
 
-/** Undo the lease on a target: exactly once per pick. */
-export function releaseTarget(st: RequestState): void {
+/** The balancer's choice for this request, excluding targets it already tried. */
+export function pickFor(request: FastifyRequest, st: RequestState, service: Service): Target | undefined {
+  const ip = request.ip;
+  return service.pick({ ip, key: service.keyOf?.(request.raw, st.path, ip), exclude: st.tried });
+}
+
+/** Never pick `target` again for this request. */
+export function markTried(st: RequestState, target: Target): void {
+  if (st.tried === undefined) st.tried = new Set();
+  st.tried.add(target);
+}
+
+/** Count one request or connection on `target` (released by releaseLease). */
+export function lease(target: Target): void {
+  target.inFlight++;
+  target.requests++;
+}
+
+/** End the current attempt's lease on its target: exactly once per lease. */
+export function releaseLease(st: RequestState): void {
   const t = st.target;
   if (t !== undefined) {
     t.inFlight--;
     st.target = undefined;
+  }
+}
+
+/**
+ * The request is over (its response closed, finished or aborted): release the
+ * target lease, the retry budget slot and the service's in-flight count, once.
+ */
+export function releaseTarget(st: RequestState): void {
+  releaseLease(st);
+  const f = st.fwd;
+  if (f === undefined || f.done) return;
+  f.done = true;
+  const budget = st.service?.budget;
+  if (budget === undefined) return;
+  budget.release(f.slots);
+  if (f.counted) budget.requests--;
+}
+
+/**
+ * Can this request's body be sent again? Only when there is none or it was
+ * kept in memory: a streamed body is gone once an attempt failed (undici
+ * destroys it on error, even on a connect failure before reading a byte).
+ */
+function bodyReplayable(request: FastifyRequest, f: Forwarding): boolean {
+  const body = request.body;
+  return body === undefined || body === null || f.body !== undefined;
+}
+
+function replay(body: Buffer): Readable {
+  return Readable.from([body], { objectMode: false });
+}
+
+/** A held 5xx answer that will not be sent: read and drop a little of it so the connection is reused. */
+function discard(res: RawResponse): void {
+  const s = res.stream as Readable & { dump?: (o: { limit: number }) => Promise<void> };
+  if (typeof s.dump === "function") s.dump({ limit: REPLAY_MAX }).catch(() => {});
+  else {
+    s.on("error", () => {});
+    s.resume();
   }
 }
 
@@ -171,7 +332,26 @@ function upstreamCode(error: { code?: string; cause?: unknown }): string {
   return error.code ?? "UNKNOWN";
 }
 
-function rewriteRequestHeaders(request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
+/** Which retry condition an upstream error code is. */
+export function conditionOf(code: string): RetryCondition {
+  if (CONNECT_FAILURES.has(code)) return "connect-failure";
+  if (TIMEOUTS.has(code)) return "timeout";
+  return "reset";
+}
+
+/** The gateway error for a final upstream failure. */
+export function upstreamError(code: string) {
+  return TIMEOUTS.has(code)
+    ? new errors.SY_UPSTREAM_TIMEOUT()
+    : CONNECT_FAILURES.has(code)
+      ? new errors.SY_UPSTREAM_CONNECT()
+      : new errors.SY_UPSTREAM_RESET();
+}
+
+export function rewriteRequestHeaders(
+  request: FastifyRequest,
+  headers: IncomingHttpHeaders,
+): IncomingHttpHeaders {
   const st = request.raw[kState]!;
   const clientHost = request.raw.headers.host ?? (request.raw.headers[":authority"] as string | undefined);
   for (const h of HOP_BY_HOP) if (headers[h] !== undefined) delete headers[h];
@@ -201,6 +381,14 @@ function rewriteHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): 
  * Request bodies pass through unparsed. Content-Length over the limit is
  * refused before reading; a chunked body is counted as it streams and cut at
  * the limit (the forwarder then answers 413).
+ *
+ * Replay: a body streamed to a target that failed cannot be sent again, so
+ * when the route's service may retry this request on another target — a
+ * connect failure (any method) or, for retryable methods, a reset, timeout or
+ * 5xx — a body that declares a Content-Length of at most REPLAY_MAX (64 KB)
+ * is kept in memory and sent from there, as often as needed. Larger or
+ * chunked bodies stream as always, and a request carrying one is never
+ * retried: it is answered with its first failure.
  */
 export function passthroughParser(limit: number) {
   return function passthrough(
@@ -210,8 +398,17 @@ export function passthroughParser(limit: number) {
   ): void {
     const cl = req.headers["content-length"];
     if (cl !== undefined) {
-      if (Number(cl) > limit) {
+      const n = Number(cl);
+      if (n > limit) {
         done(new errors.SY_BODY_TOO_LARGE());
+        return;
+      }
+      const st = req.raw[kState]!;
+      if (n <= REPLAY_MAX && mayResend(st, req)) {
+        buffer(payload).then((body) => {
+          st.fwd = { attempt: 0, slots: 0, counted: false, done: false, body };
+          done(null, replay(body));
+        }, done);
         return;
       }
       done(null, payload); // Node's parser already holds the body to exactly Content-Length.
@@ -222,6 +419,17 @@ export function passthroughParser(limit: number) {
       (payload as NodeJS.ReadableStream & { pipe: Function }).pipe(new Limit(limit, req.raw[kState]!)),
     );
   };
+}
+
+/** Could some service of this route send this request again, to another target? */
+function mayResend(st: RequestState, req: FastifyRequest): boolean {
+  for (const s of st.route.services) {
+    const p = s.retry;
+    if (p.attempts === 0 || s.targets.length < 2) continue;
+    if (p.on.has("connect-failure")) return true;
+    if (retriesAfterSend(p) && replayableMethod(p, req.method, req.headers)) return true;
+  }
+  return false;
 }
 
 class Limit extends Transform {

@@ -23,6 +23,8 @@ import Fastify, {
 import fp from "fastify-plugin";
 import type { Logger } from "pino";
 import { forwarder, passthroughParser, proxyHandler, releaseTarget } from "../plugins/balance.js";
+import { healthChecks } from "../plugins/health.js";
+import { websocketRoute, websockets } from "../plugins/websocket.js";
 import type { Config } from "./config/schema.js";
 import { Methods } from "./config/schema.js";
 import { type ErrorCode, errorBody, errors, isGatewayError } from "./errors.js";
@@ -87,6 +89,8 @@ export const switchyard = fp<SwitchyardOptions>(
     app.addConstraintStrategy(routeStrategy(generation) as never);
     await app.register(async function gateway(scope) {
       await scope.register(forwarder, { generation });
+      await scope.register(healthChecks, { generation });
+      await scope.register(websockets, { generation });
       scope.setErrorHandler(errorHandler);
       scope.setNotFoundHandler(function noRoute(request, reply) {
         logRejected(request, 404);
@@ -123,16 +127,12 @@ async function routeScope(
     method: Methods as unknown as string[],
     url: "/*",
     constraints: { syRoute: route.id },
-    handler: respond ? respondHandler(respond) : proxyHandler(route, maxAttempts(route)),
+    handler: respond
+      ? respondHandler(respond)
+      : route.config.websocket
+        ? websocketRoute(route)
+        : proxyHandler(route),
   });
-}
-
-function maxAttempts(route: CompiledRoute): number {
-  // A connect failure is retried on another target (nothing was sent), within the
-  // service's retries.attempts (default 2) and never beyond its number of targets.
-  const svc = route.services[0];
-  if (!svc) return 1;
-  return Math.min(svc.targets.length, 1 + (svc.config.retries?.attempts ?? 2));
 }
 
 /** Tie the request state to its Fastify objects and to the response's end. */

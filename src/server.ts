@@ -10,9 +10,11 @@ import http, { type IncomingMessage, type Server, type ServerResponse } from "no
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { resolve } from "node:path";
+import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
+import { closeWebSockets, handleUpgrade } from "../plugins/websocket.js";
 import { build } from "./app.js";
 import { ms } from "./config/duration.js";
 import type { Config, ListenerConfig } from "./config/schema.js";
@@ -48,8 +50,14 @@ export class Gateway {
     gw.app = await build(config, { logger: opts.logger, generation: gw.gen });
     await gw.app.ready();
     const handler = (req: IncomingMessage, res: ServerResponse) => gw.app.routing(req, res);
+    // WebSocket upgrades leave Node's HTTP parser; plugins/websocket.ts routes them (current generation).
+    const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      handleUpgrade(gw.app, gw.gen, req, socket, head);
     try {
-      for (const l of config.listen) gw.servers.push(await listen(createServer(l, handler, opts.baseDir), l));
+      for (const l of config.listen) {
+        const server = createServer(l, handler, opts.baseDir).on("upgrade", upgrade);
+        gw.servers.push(await listen(server, l));
+      }
     } catch (err) {
       await gw.close(0);
       throw err;
@@ -102,6 +110,8 @@ export class Gateway {
     );
     const timer = new Promise<void>((done) => setTimeout(done, graceMs).unref());
     await Promise.race([Promise.all(closed), timer]);
+    // Upgraded sockets keep a server open past the drain period: close them with 1012 (service restart).
+    await closeWebSockets(this.gen);
     for (const s of this.servers) s.closeAllConnections();
     await Promise.all(closed);
     await this.app?.close();

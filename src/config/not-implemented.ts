@@ -4,12 +4,6 @@
  * silent no-op: a gateway that ignores `auth` is worse than one that refuses.
  */
 export const NOT_IMPLEMENTED: { path: string; issue: number }[] = [
-  { path: "routes.*.websocket", issue: 4 },
-  { path: "services.*.healthCheck", issue: 4 },
-  { path: "services.*.outlierDetection", issue: 4 },
-  { path: "services.*.retries", issue: 4 },
-  { path: "services.*.maxConnectionsPerTarget", issue: 4 },
-  { path: "services.*.slowStart", issue: 4 },
   { path: "services.*.sticky", issue: 4 },
   { path: "admin", issue: 0 },
   { path: "watch", issue: 0 },

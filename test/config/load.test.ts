@@ -115,10 +115,10 @@ routes:
   - name: r
     service: s
     websocket: false
-    auth: { jwt: nope }
+watch: true
 `);
     assert.ok(
-      lines.some((l) => /8:5 routes\[0\]\.auth: not implemented yet/.test(l)),
+      lines.some((l) => /^routes\.yaml:8:1 watch: not implemented yet/.test(l)),
       lines.join("\n"),
     );
     assert.ok(!lines.some((l) => /websocket/.test(l)), "false is not 'set'");

@@ -1,0 +1,34 @@
+/**
+ * Reload keeps what the gateway has learnt about its targets (ARCHITECTURE
+ * principle 7): for every target of the next generation that the running one
+ * also had — same service name, same URL — health, ejection (with its
+ * multiplier), failure streak, drain and slow-start ramp carry over. A target
+ * new to an existing service starts a slow-start ramp, like a host added to an
+ * Envoy cluster. In-flight counts do not carry: they belong to the requests of
+ * the old generation and are released there.
+ *
+ * The next generation's first active probe still runs at its onReady and
+ * decides the carried `healthy` afresh.
+ */
+import type { HasServices } from "./drain.js";
+
+export function carryOver(prev: HasServices, next: HasServices, now: number = Date.now()): void {
+  for (const [name, svc] of next.services) {
+    const old = prev.services.get(name);
+    if (old === undefined) continue;
+    for (const t of svc.targets) {
+      const o = old.targets.find((x) => x.url === t.url);
+      if (o === undefined) {
+        t.startRamp(now);
+        continue;
+      }
+      t.healthy = o.healthy;
+      t.ejectedUntil = o.ejectedUntil;
+      t.ejectedAt = o.ejectedAt;
+      t.ejections = o.ejections;
+      t.consecutiveFailures = o.consecutiveFailures;
+      t.draining = o.draining;
+      if (o.rampFrom !== 0) t.startRamp(o.rampFrom);
+    }
+  }
+}
