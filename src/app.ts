@@ -24,6 +24,8 @@ import fp from "fastify-plugin";
 import type { Logger } from "pino";
 import { forwarder, passthroughParser, proxyHandler, releaseTarget } from "../plugins/balance.js";
 import { healthChecks } from "../plugins/health.js";
+import l4Tcp from "../plugins/l4-tcp.js";
+import l4Udp from "../plugins/l4-udp.js";
 import { websocketRoute, websockets } from "../plugins/websocket.js";
 import type { Config } from "./config/schema.js";
 import { Methods } from "./config/schema.js";
@@ -37,6 +39,8 @@ export interface SwitchyardOptions {
   config: Config;
   /** A prebuilt generation (reload keeps target state); built from config when absent. */
   generation?: Generation;
+  /** Bind the config's tcp/udp listeners with this instance (default true; the Gateway owns them itself). */
+  l4?: boolean;
 }
 
 const BAD_PATH = "bad-path";
@@ -91,6 +95,10 @@ export const switchyard = fp<SwitchyardOptions>(
       await scope.register(forwarder, { generation });
       await scope.register(healthChecks, { generation });
       await scope.register(websockets, { generation });
+      if (opts.l4 !== false) {
+        await scope.register(l4Tcp, { generation });
+        await scope.register(l4Udp, { generation });
+      }
       scope.setErrorHandler(errorHandler);
       scope.setNotFoundHandler(function noRoute(request, reply) {
         logRejected(request, 404);
@@ -226,6 +234,7 @@ function errorHandler(
 export interface BuildOptions {
   logger?: Logger | false;
   generation?: Generation;
+  l4?: boolean;
   fastify?: Partial<FastifyServerOptions>;
 }
 
@@ -245,7 +254,7 @@ export async function build(config: Config, opts: BuildOptions = {}): Promise<Fa
     },
     ...opts.fastify,
   }) as unknown as FastifyInstance;
-  await app.register(switchyard, { config, generation: opts.generation });
+  await app.register(switchyard, { config, generation: opts.generation, l4: opts.l4 });
   return app;
 }
 

@@ -60,7 +60,8 @@ async function run(file: string, logLevel: string, workers: number): Promise<voi
   }
   for (const a of gw.addresses)
     log.info(`L7 listening on ${a.kind}://${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`);
-  if (config.routes.length === 0) log.warn("no routes: every request will get 404 SY_NO_ROUTE");
+  if (config.listen.length > 0 && config.routes.length === 0)
+    log.warn("no routes: every request will get 404 SY_NO_ROUTE");
 
   let stopping = false;
   const stop = async (signal: string) => {

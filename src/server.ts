@@ -20,6 +20,8 @@ import { ms } from "./config/duration.js";
 import type { Config, ListenerConfig } from "./config/schema.js";
 import { type ErrorCode, rawErrorResponse } from "./errors.js";
 import { buildGeneration, type Generation } from "./generation.js";
+import { L4Listeners } from "./l4-listeners.js";
+import { carryOver } from "./upstreams/carry-over.js";
 
 export interface GatewayOptions {
   logger?: Logger;
@@ -37,23 +39,27 @@ export class Gateway {
   private servers: Server[] = [];
   private app!: FastifyInstance;
   private gen!: Generation;
+  private readonly l4: L4Listeners;
 
   private constructor(
     private config: Config,
     private readonly opts: GatewayOptions,
-  ) {}
+  ) {
+    this.l4 = new L4Listeners(opts.logger);
+  }
 
   /** Build, bind every listener, and serve. Rejects (and unbinds) on any bind failure. */
   static async start(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
     const gw = new Gateway(config, opts);
     gw.gen = buildGeneration(config);
-    gw.app = await build(config, { logger: opts.logger, generation: gw.gen });
+    gw.app = await build(config, { logger: opts.logger, generation: gw.gen, l4: false });
     await gw.app.ready();
     const handler = (req: IncomingMessage, res: ServerResponse) => gw.app.routing(req, res);
     // WebSocket upgrades leave Node's HTTP parser; plugins/websocket.ts routes them (current generation).
     const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       handleUpgrade(gw.app, gw.gen, req, socket, head);
     try {
+      await gw.l4.apply(gw.gen, 0);
       for (const l of config.listen) {
         const server = createServer(l, handler, opts.baseDir).on("upgrade", upgrade);
         gw.servers.push(await listen(server, l));
@@ -77,6 +83,11 @@ export class Gateway {
     return this.gen;
   }
 
+  /** The L4 TCP and UDP listeners (for stats and tests). */
+  get listeners(): L4Listeners {
+    return this.l4;
+  }
+
   /** The Fastify instance of the current generation (for inject in tests). */
   get fastify(): FastifyInstance {
     return this.app;
@@ -85,12 +96,20 @@ export class Gateway {
   /**
    * Swap in a new config: the next generation is built and made ready beside
    * the running one, then takes new requests; the old one closes once its
-   * in-flight requests have finished. Listener changes need a restart for now.
+   * in-flight requests have finished. Target state carries over; L4 listeners
+   * are updated in place; L7 listener changes need a restart for now.
    */
   async reload(config: Config): Promise<void> {
     const gen = buildGeneration(config);
-    const next = await build(config, { logger: this.opts.logger, generation: gen });
+    carryOver(this.gen, gen);
+    const next = await build(config, { logger: this.opts.logger, generation: gen, l4: false });
     await next.ready();
+    try {
+      await this.l4.apply(gen, ms(config.shutdownTimeout));
+    } catch (err) {
+      await next.close();
+      throw err;
+    }
     const old = this.app;
     this.app = next;
     this.gen = gen;
@@ -109,11 +128,13 @@ export class Gateway {
         }),
     );
     const timer = new Promise<void>((done) => setTimeout(done, graceMs).unref());
+    const l4 = this.l4.close(graceMs);
     await Promise.race([Promise.all(closed), timer]);
     // Upgraded sockets keep a server open past the drain period: close them with 1012 (service restart).
     await closeWebSockets(this.gen);
     for (const s of this.servers) s.closeAllConnections();
     await Promise.all(closed);
+    await l4;
     await this.app?.close();
   }
 }

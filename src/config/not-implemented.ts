@@ -7,8 +7,6 @@ export const NOT_IMPLEMENTED: { path: string; issue: number }[] = [
   { path: "services.*.sticky", issue: 4 },
   { path: "admin", issue: 0 },
   { path: "watch", issue: 0 },
-  { path: "tcp.*", issue: 5 },
-  { path: "udp.*", issue: 5 },
   { path: "listen.*.http2", issue: 0 },
   { path: "listen.*.serverTiming", issue: 0 },
 ];

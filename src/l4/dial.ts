@@ -90,11 +90,14 @@ export async function dialAny(
     if (target === undefined) return undefined;
     const lease = new Lease(target);
     try {
-      return { socket: await dial(target, timeoutMs, signal), lease };
+      const socket = await dial(target, timeoutMs, signal);
+      service.reportSuccess(target);
+      return { socket, lease };
     } catch (err) {
       lease.release();
       if (signal.aborted) return undefined;
-      target.failures++;
+      // Passive outlier detection sees L4 dial failures too (it counts target.failures).
+      service.reportFailure(target);
       exclude.add(target);
       onFail?.(target, err as Error);
     }

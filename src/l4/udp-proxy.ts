@@ -165,7 +165,7 @@ export class UdpProxy {
         if (err) {
           // The target refused (ICMP unreachable) or the socket failed: the client's next
           // datagram opens a new session, which the balancer may send elsewhere.
-          closed.target.failures++;
+          this.settings.service.reportFailure(closed.target);
           this.log?.warn(
             { listener: this.name, target: closed.target.url, err: err.message },
             "udp session failed",

@@ -1,0 +1,86 @@
+/**
+ * The Gateway's L4 listeners. They belong to the process, not to one config
+ * generation: a reload hands them the next generation's services (new
+ * connections only; open ones keep their target) instead of re-binding the
+ * port, removed listeners stop accepting and drain, added ones bind.
+ * `build()` users get the same proxies through plugins/l4-tcp.ts and
+ * l4-udp.ts, tied to their Fastify instance.
+ */
+import type { Logger } from "pino";
+import type { TcpListenerConfig, UdpListenerConfig } from "./config/schema.js";
+import type { Generation } from "./generation.js";
+import { TcpProxy } from "./l4/tcp-proxy.js";
+import { UdpProxy } from "./l4/udp-proxy.js";
+
+type Proxy = TcpProxy | UdpProxy;
+type ListenerConfig = TcpListenerConfig | UdpListenerConfig;
+
+const keyOf = (kind: string, l: ListenerConfig) => `${kind}:${l.name}:${l.listen.host}:${l.listen.port}`;
+
+export class L4Listeners {
+  private readonly proxies = new Map<string, Proxy>();
+
+  constructor(private readonly log?: Logger) {}
+
+  get tcp(): TcpProxy[] {
+    return [...this.proxies.values()].filter((p): p is TcpProxy => p instanceof TcpProxy);
+  }
+
+  get udp(): UdpProxy[] {
+    return [...this.proxies.values()].filter((p): p is UdpProxy => p instanceof UdpProxy);
+  }
+
+  /**
+   * Make the running set match `gen`: update kept listeners, bind new ones
+   * (all-or-nothing: a bind failure unbinds what this call bound and throws),
+   * then stop and drain removed ones within `drainMs`.
+   */
+  async apply(gen: Generation, drainMs: number): Promise<void> {
+    const wanted = new Map<string, { kind: "tcp" | "udp"; cfg: ListenerConfig }>();
+    for (const cfg of gen.config.tcp) wanted.set(keyOf("tcp", cfg), { kind: "tcp", cfg });
+    for (const cfg of gen.config.udp) wanted.set(keyOf("udp", cfg), { kind: "udp", cfg });
+    const added: [string, Proxy][] = [];
+    for (const [key, { kind, cfg }] of wanted) {
+      const running = this.proxies.get(key);
+      if (running instanceof TcpProxy) running.update(cfg as TcpListenerConfig, gen.services);
+      else if (running instanceof UdpProxy) running.update(cfg as UdpListenerConfig, gen.services);
+      else {
+        const opts = { services: gen.services, log: this.log };
+        const p =
+          kind === "tcp"
+            ? new TcpProxy({ listener: cfg as TcpListenerConfig, ...opts })
+            : new UdpProxy({ listener: cfg as UdpListenerConfig, ...opts });
+        try {
+          await p.start();
+        } catch (err) {
+          for (const [, q] of added) await stop(q, 0);
+          throw err;
+        }
+        added.push([key, p]);
+      }
+    }
+    for (const [key, p] of added) {
+      this.proxies.set(key, p);
+      const a = p.address();
+      this.log?.info(
+        `L4 ${p instanceof TcpProxy ? "tcp" : "udp"} '${p.name}' listening on ${a.address}:${a.port}`,
+      );
+    }
+    const removed = [...this.proxies].filter(([key]) => !wanted.has(key));
+    for (const [key] of removed) this.proxies.delete(key);
+    await Promise.all(removed.map(([, p]) => stop(p, drainMs)));
+  }
+
+  /** Stop accepting everywhere, let connections drain up to `drainMs`, then close. */
+  async close(drainMs: number): Promise<void> {
+    const all = [...this.proxies.values()];
+    this.proxies.clear();
+    for (const p of all) p.stopAccepting();
+    await Promise.all(all.map((p) => stop(p, drainMs)));
+  }
+}
+
+async function stop(p: Proxy, drainMs: number): Promise<void> {
+  if (p instanceof TcpProxy) await p.stop(drainMs);
+  else p.stop();
+}
