@@ -263,7 +263,11 @@ const Service = Strict(
             description: "Retries after the first try",
           }),
           on: T.Array(
-            T.Union(["connect-failure", "reset", "timeout", "502", "503", "504"].map((k) => T.Literal(k))),
+            // YAML reads an unquoted 502 as a number: both spellings are accepted.
+            T.Union([
+              ...["connect-failure", "reset", "timeout", "502", "503", "504"].map((k) => T.Literal(k)),
+              ...[502, 503, 504].map((k) => T.Literal(k)),
+            ]),
             { default: ["connect-failure", "reset", "502", "503", "504"], description: "Retry conditions" },
           ),
           methods: T.Array(Method, {

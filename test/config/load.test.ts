@@ -78,6 +78,13 @@ routes:
     ]);
   });
 
+  test("SPEC's own retries example (unquoted 502) validates", () => {
+    const c = parseConfig(
+      "version: 1\nservices:\n  s:\n    targets: [http://127.0.0.1:1]\n    retries: { attempts: 2, on: [connect-failure, reset, 502, 503, 504] }\n",
+    );
+    assert.deepEqual(c.services.s.retries?.on, ["connect-failure", "reset", 502, 503, 504]);
+  });
+
   test("YAML syntax errors carry their position", () => {
     const lines = problems("version: 1\nlisten: [\n");
     assert.match(lines[0], /^routes\.yaml:\d+:\d+ \(root\): /);
