@@ -34,7 +34,10 @@ export function bearerToken(header: string | undefined): string | undefined {
 export const auth = fp(
   async function auth(app: FastifyInstance, { route, generation }: PolicyOptions) {
     const cfg = route.config.auth!;
-    const verifier = verifierFor(generation, cfg.jwt as string, { jwks: { log: app.log } });
+    const verifier = verifierFor(generation, cfg.jwt as string, {
+      baseDir: generation.baseDir,
+      jwks: { log: app.log },
+    });
     const allowed = compileAccess(cfg);
     const scopes = (cfg.scopes ?? []).filter((s) => SCOPE_TOKEN.test(s));
     const challengeForbidden =

@@ -71,13 +71,15 @@ function routeStrategy(generation: Generation) {
       const path = normalizePath(raw);
       if (path === null) return BAD_PATH;
       const headers = req.headers;
-      const m = matcher.match({
-        method: req.method ?? "GET",
-        host: headers.host ?? (headers[":authority"] as string | undefined),
-        path,
-        query,
-        headers,
-      });
+      const host = headers.host ?? (headers[":authority"] as string | undefined);
+      let m = matcher.match({ method: req.method ?? "GET", host, path, query, headers });
+      // A CORS preflight asks about the method to come: it belongs to the route that method would
+      // take (when that route has cors), even if the route does not list OPTIONS.
+      const acrm = headers["access-control-request-method"];
+      if (req.method === "OPTIONS" && typeof acrm === "string" && headers.origin !== undefined) {
+        const pre = matcher.match({ method: acrm.toUpperCase(), host, path, query, headers });
+        if (pre?.value.config.cors) m = pre;
+      }
       if (m === undefined) return undefined;
       req[kState] = { route: m.value, path, query, params: m.params, rest: m.rest };
       return m.value.id;
@@ -175,6 +177,7 @@ function onResponseClose(this: ServerResponse): void {
       bytes: Number(this.getHeader("content-length") ?? 0) || undefined,
       responseTime: Math.round(reply.elapsedTime * 1000) / 1000,
       remoteAddress: request.ip,
+      cache: st.cache,
     },
     "request",
   );

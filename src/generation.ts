@@ -27,16 +27,18 @@ export interface CompiledRoute {
 
 export interface Generation {
   readonly config: Config;
+  /** Directory that relative file paths in the config (keys, certificates) are read from. */
+  readonly baseDir: string;
   readonly services: ReadonlyMap<string, Service>;
   readonly routes: readonly CompiledRoute[];
   readonly matcher: Matcher<CompiledRoute>;
 }
 
-export function buildGeneration(config: Config): Generation {
+export function buildGeneration(config: Config, baseDir: string = process.cwd()): Generation {
   const services = buildServices(config.services);
   const routes = config.routes.map((r, i) => compileRoute(r, i, services));
   const matcher = compileMatcher(routes.map((route) => ({ spec: route.config.match ?? {}, value: route })));
-  return { config, services, routes, matcher };
+  return { config, baseDir, services, routes, matcher };
 }
 
 function compileRoute(r: RouteConfig, index: number, services: Map<string, Service>): CompiledRoute {

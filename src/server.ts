@@ -51,7 +51,7 @@ export class Gateway {
   /** Build, bind every listener, and serve. Rejects (and unbinds) on any bind failure. */
   static async start(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
     const gw = new Gateway(config, opts);
-    gw.gen = buildGeneration(config);
+    gw.gen = buildGeneration(config, opts.baseDir);
     gw.app = await build(config, { logger: opts.logger, generation: gw.gen, l4: false });
     await gw.app.ready();
     const handler = (req: IncomingMessage, res: ServerResponse) => gw.app.routing(req, res);
@@ -100,7 +100,7 @@ export class Gateway {
    * are updated in place; L7 listener changes need a restart for now.
    */
   async reload(config: Config): Promise<void> {
-    const gen = buildGeneration(config);
+    const gen = buildGeneration(config, this.opts.baseDir);
     carryOver(this.gen, gen);
     const next = await build(config, { logger: this.opts.logger, generation: gen, l4: false });
     await next.ready();

@@ -90,6 +90,8 @@ export function semanticChecks(cfg: Config, ctx: CheckContext): void {
   for (const [name, v] of Object.entries(cfg.jwt)) {
     const keys = [v.secret, v.publicKey, v.jwksUri].filter((x) => x !== undefined).length;
     if (keys !== 1) ctx.report(["jwt", name], "a verifier needs exactly one of secret, publicKey or jwksUri");
+    if (v.publicKey !== undefined && !v.publicKey.includes("-----BEGIN"))
+      readable(ctx, ["jwt", name, "publicKey"], v.publicKey);
   }
   for (const [name, s] of Object.entries(cfg.services)) {
     if (s.hash && s.hash.on !== "ip" && s.hash.on !== "path" && !s.hash.name) {

@@ -54,6 +54,10 @@ routes:
     match: { path: /public, methods: [GET, OPTIONS] }
     service: echo
     cors: { origins: ["*"] }
+  - name: writes
+    match: { path: /writes, methods: [POST] }
+    service: echo
+    cors: { origins: ["${APP}"] }
 `);
   });
   after(async () => {
@@ -132,6 +136,16 @@ routes:
     assert.equal(r.headers["access-control-allow-methods"], "GET,OPTIONS", "the route's methods by default");
     const actual = await request(gw.url, { path: "/public", headers: { origin: "https://anyone.example" } });
     assert.equal(actual.headers["access-control-allow-origin"], "*");
+  });
+
+  test("a preflight reaches the route its announced method would take, though OPTIONS is not listed", async () => {
+    const hits = echo.hits;
+    const r = await preflight("/writes", APP);
+    assert.equal(r.status, 204);
+    assert.equal(r.headers["access-control-allow-origin"], APP);
+    assert.equal(echo.hits, hits, "answered at the edge");
+    const plain = await request(gw.url, { method: "OPTIONS", path: "/writes", headers: { origin: APP } });
+    assert.equal(plain.status, 404, "a non-preflight OPTIONS still needs the route to list it");
   });
 
   test("an OPTIONS that is not a preflight goes to the upstream like any request", async () => {
