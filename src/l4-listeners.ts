@@ -40,24 +40,26 @@ export class L4Listeners {
     for (const cfg of gen.config.tcp) wanted.set(keyOf("tcp", cfg), { kind: "tcp", cfg });
     for (const cfg of gen.config.udp) wanted.set(keyOf("udp", cfg), { kind: "udp", cfg });
     const added: [string, Proxy][] = [];
+    // Bind what is new first: a failure leaves the running listeners on their current services.
     for (const [key, { kind, cfg }] of wanted) {
+      if (this.proxies.has(key)) continue;
+      const opts = { services: gen.services, log: this.log };
+      const p =
+        kind === "tcp"
+          ? new TcpProxy({ listener: cfg as TcpListenerConfig, ...opts })
+          : new UdpProxy({ listener: cfg as UdpListenerConfig, ...opts });
+      try {
+        await p.start();
+      } catch (err) {
+        for (const [, q] of added) await stop(q, 0);
+        throw err;
+      }
+      added.push([key, p]);
+    }
+    for (const [key, { cfg }] of wanted) {
       const running = this.proxies.get(key);
       if (running instanceof TcpProxy) running.update(cfg as TcpListenerConfig, gen.services);
       else if (running instanceof UdpProxy) running.update(cfg as UdpListenerConfig, gen.services);
-      else {
-        const opts = { services: gen.services, log: this.log };
-        const p =
-          kind === "tcp"
-            ? new TcpProxy({ listener: cfg as TcpListenerConfig, ...opts })
-            : new UdpProxy({ listener: cfg as UdpListenerConfig, ...opts });
-        try {
-          await p.start();
-        } catch (err) {
-          for (const [, q] of added) await stop(q, 0);
-          throw err;
-        }
-        added.push([key, p]);
-      }
     }
     for (const [key, p] of added) {
       this.proxies.set(key, p);

@@ -18,10 +18,22 @@
  * made connection with a 5s command timeout so the hot path keeps its 50ms.
  * Multi-key scripts mean a single Redis (or a primary), not Redis Cluster.
  */
-import { Redis, type RedisOptions } from "ioredis";
+import { createRequire } from "node:module";
+import type { Redis, RedisOptions } from "ioredis";
 import type { Count, StoreBackend } from "./types.js";
 
 export const COMMAND_TIMEOUT_MS = 50;
+
+/**
+ * ioredis (and its dependencies) cost ~20 MB of RSS; a gateway on the memory
+ * store never loads it. It is CommonJS, so a synchronous require keeps the
+ * store's constructor synchronous.
+ */
+let RedisClass: typeof Redis | undefined;
+function redisClass(): typeof Redis {
+  RedisClass ??= (createRequire(import.meta.url)("ioredis") as typeof import("ioredis")).Redis;
+  return RedisClass;
+}
 
 // INCR then start the window on the first hit; a key found without expiry
 // (a crash between the two calls elsewhere) gets one, so no count lives forever.
@@ -94,7 +106,7 @@ export class RedisStore implements StoreBackend {
       autoResendUnfulfilledCommands: false,
       retryStrategy: (times) => Math.min(times * 100, 1000),
     };
-    this.client = define(new Redis(opts.url, options));
+    this.client = define(new (redisClass())(opts.url, options));
     // ioredis prints unhandled 'error' events to the console; they are reported once, upstream of here.
     this.client.on("error", (err: Error) => opts.onConnectionError?.(err));
     this.client.on("ready", () => opts.onReady?.());
