@@ -7,7 +7,7 @@
  * target, per the service's retry policy and budget (src/upstreams/retry-*.ts).
  */
 import type { IncomingHttpHeaders } from "node:http";
-import { Readable, Transform, type TransformCallback } from "node:stream";
+import { Readable, Transform, type TransformCallback, Writable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import replyFrom from "@fastify/reply-from";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -74,12 +74,20 @@ export const forwarder = fp<ForwarderOptions>(
       // The URL cache keys on JSON.stringify([origin, path]) per request; building the URL is cheaper.
       disableCache: true,
     });
+    app.decorate("syAgent", agent);
     app.addHook("onClose", async () => {
       await agent.close();
     });
   },
   { name: "switchyard-forwarder" },
 );
+
+declare module "fastify" {
+  interface FastifyInstance {
+    /** The generation's undici Agent (per-target pools). */
+    syAgent: Agent;
+  }
+}
 
 export function createAgent(generation: Generation): Agent {
   const byOrigin = new Map<string, { connect: number; idle: number }>();
@@ -99,6 +107,25 @@ export function createAgent(generation: Generation): Agent {
       });
     },
   });
+}
+
+/** One try of one request on the direct (reply-from-less) path. */
+interface Attempt {
+  request: FastifyRequest;
+  /** Its answer was a 5xx being retried: the body is drained, its end is nobody's business. */
+  sunk: boolean;
+}
+
+/** The client's headers for the upstream: a copy without hop-by-hop ones and those Connection names. */
+function copyRequestHeaders(src: IncomingHttpHeaders): IncomingHttpHeaders {
+  const out: IncomingHttpHeaders = {};
+  const conn = src.connection;
+  for (const name in src) {
+    if (name === "expect") continue; // undici sends its own; 100-continue is hop-by-hop in practice
+    out[name] = src[name];
+  }
+  if (conn !== undefined) for (const n of conn.toLowerCase().split(",")) delete out[n.trim()];
+  return out;
 }
 
 /** Request bodies up to this size are kept in memory when the request may be re-sent (see passthroughParser). */
@@ -154,8 +181,81 @@ export function proxyHandler(route: CompiledRoute) {
     st.target = target;
     const f = st.fwd!;
     if (f.attempt > 0 && f.body !== undefined) request.body = replay(f.body);
-    fromOptions.timeout = route.timeout ?? st.service!.timeouts.request;
+    const timeout = route.timeout ?? st.service!.timeouts.request;
+    if (direct) {
+      streamAttempt(request, st, target, timeout);
+      return;
+    }
+    fromOptions.timeout = timeout;
     reply.from(route.rewrite(st), fromOptions as never);
+  }
+
+  /**
+   * Routes with no response-side policy (cache, response transform, CORS —
+   * all onSend hooks) go around reply-from: undici's `stream()` writes the
+   * upstream body straight into the client's response, with no Readable in
+   * between and no Fastify send path (bench/RESULTS.md: reply-from plus
+   * reply.send(stream) cost more than the rest of the gateway). Same retry,
+   * error and header rules as the reply-from path; decided per route at load.
+   */
+  const direct = !route.config.cache && !route.config.cors && !route.config.transform?.response;
+
+  function streamAttempt(request: FastifyRequest, st: RequestState, target: Target, timeout: number): void {
+    const body = request.body;
+    const attempt: Attempt = { request, sunk: false };
+    request.server.syAgent.stream(
+      {
+        origin: target.origin,
+        path: st.query === "" ? route.rewrite(st) : `${route.rewrite(st)}?${st.query}`,
+        method: request.method as Dispatcher.HttpMethod,
+        headers: rewriteRequestHeaders(request, copyRequestHeaders(request.raw.headers)),
+        body: body === undefined || body === null ? null : (body as Readable),
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
+        opaque: attempt,
+      },
+      onHead,
+      onDone,
+    );
+  }
+
+  function onHead({ statusCode, headers, opaque }: Dispatcher.StreamFactoryData<Attempt>): Writable {
+    const attempt = opaque;
+    const request = attempt.request;
+    const st = request.raw[kState]!;
+    const reply = st.reply!;
+    const target = st.target;
+    if (target !== undefined) {
+      if (statusCode >= 500) st.service!.reportFailure(target);
+      else st.service!.reportSuccess(target);
+    }
+    if (
+      statusCode >= 502 &&
+      statusCode <= 504 &&
+      retry(request, reply, st, String(statusCode) as RetryCondition)
+    ) {
+      attempt.sunk = true;
+      return new Writable({ write: (_c, _e, cb) => cb() });
+    }
+    // Headers hooks set on the reply (RateLimit-*, …) go first; the upstream's win, as with reply-from.
+    const h = { ...reply.getHeaders(), ...responseHeaders(headers as IncomingHttpHeaders, request) };
+    reply.hijack();
+    const res = reply.raw;
+    st.contentLength = h["content-length"] as string | undefined;
+    res.writeHead(statusCode, h as IncomingHttpHeaders);
+    return res as unknown as Writable;
+  }
+
+  function onDone(err: Error | null, data?: { opaque: unknown }): void {
+    if (err === null) return;
+    const attempt = (data?.opaque ?? (err as { opaque?: unknown }).opaque) as Attempt | undefined;
+    if (attempt === undefined || attempt.sunk) return;
+    const reply = attempt.request.raw[kState]!.reply!;
+    if (reply.raw.headersSent) {
+      reply.raw.destroy(err);
+      return;
+    }
+    onError(reply, { error: err });
   }
 
   function onResponse(request: FastifyRequest, reply: FastifyReply, res: RawResponse): void {
@@ -370,6 +470,8 @@ function trusted(request: FastifyRequest): boolean {
   // Fastify resolved trustProxy: request.ip differs from the socket only when it trusted the hop.
   return request.ips !== undefined && request.ips.length > 1;
 }
+
+const responseHeaders = rewriteHeaders;
 
 function rewriteHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
   for (const h of HOP_BY_HOP) if (headers[h] !== undefined) delete headers[h];

@@ -174,7 +174,7 @@ function onResponseClose(this: ServerResponse): void {
       service: st.service?.name,
       target,
       statusCode: this.writableFinished ? this.statusCode : 499,
-      bytes: Number(this.getHeader("content-length") ?? 0) || undefined,
+      bytes: Number(this.getHeader("content-length") ?? st.contentLength ?? 0) || undefined,
       responseTime: Math.round(reply.elapsedTime * 1000) / 1000,
       remoteAddress: request.ip,
       cache: st.cache,

@@ -26,6 +26,8 @@ export interface RequestState {
   tried?: Set<Target>;
   /** Verified JWT payload, set by the auth policy. */
   claims?: Record<string, unknown>;
+  /** Content-Length of a response written around Fastify (the access line's bytes). */
+  contentLength?: string;
   /** Set when the streamed body went over the route's bodyLimit. */
   tooLarge?: boolean;
 }
