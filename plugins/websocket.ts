@@ -36,6 +36,7 @@ import { isIP, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
+import { logAccess } from "../src/access-log.js";
 import { ms } from "../src/config/duration.js";
 import { type ErrorCode, errorBody, errors, statusOf } from "../src/errors.js";
 import type { CompiledRoute, Generation } from "../src/generation.js";
@@ -310,20 +311,7 @@ function splice(
   const tunnel = new Tunnel(client, upSocket, () => {
     up.tunnels.delete(tunnel);
     releaseTarget(st);
-    request.log.info(
-      {
-        method: request.method,
-        path: st.path,
-        route: st.route.name,
-        service: st.service?.name,
-        target,
-        statusCode: 101,
-        responseTime: Math.round(reply.elapsedTime * 1000) / 1000,
-        remoteAddress: request.ip,
-        websocket: true,
-      },
-      "request",
-    );
+    logAccess(st, target, 101, { websocket: true });
   });
   up.tunnels.add(tunnel);
   tunnel.start(up.head, upHead);

@@ -27,6 +27,7 @@ import { healthChecks } from "../plugins/health.js";
 import l4Tcp from "../plugins/l4-tcp.js";
 import l4Udp from "../plugins/l4-udp.js";
 import { websocketRoute, websockets } from "../plugins/websocket.js";
+import { logAccess } from "./access-log.js";
 import type { Config } from "./config/schema.js";
 import { Methods } from "./config/schema.js";
 import { type ErrorCode, errorBody, errors, isGatewayError } from "./errors.js";
@@ -164,23 +165,9 @@ function onResponseClose(this: ServerResponse): void {
   if (st === undefined) return;
   const target = st.target?.url;
   releaseTarget(st as RequestState);
-  const { request, reply } = st;
-  if (!request || !reply) return;
-  request.log.info(
-    {
-      method: request.method,
-      path: st.path,
-      route: st.route.name,
-      service: st.service?.name,
-      target,
-      statusCode: this.writableFinished ? this.statusCode : 499,
-      bytes: Number(this.getHeader("content-length") ?? st.contentLength ?? 0) || undefined,
-      responseTime: Math.round(reply.elapsedTime * 1000) / 1000,
-      remoteAddress: request.ip,
-      cache: st.cache,
-    },
-    "request",
-  );
+  logAccess(st, target, this.writableFinished ? this.statusCode : 499, {
+    bytes: Number(this.getHeader("content-length") ?? st.contentLength ?? 0) || undefined,
+  });
 }
 
 /** Access line for requests that never reached a route. */
