@@ -237,12 +237,25 @@ export function proxyHandler(route: CompiledRoute) {
       attempt.sunk = true;
       return new Writable({ write: (_c, _e, cb) => cb() });
     }
-    // Headers hooks set on the reply (RateLimit-*, …) go first; the upstream's win, as with reply-from.
-    const h = { ...reply.getHeaders(), ...responseHeaders(headers as IncomingHttpHeaders, request) };
+    // Headers hooks set on the reply (RateLimit-*, …) go first; the upstream's win, as with
+    // reply-from — except Set-Cookie, which both may set and which adds up.
+    const own = reply.getHeaders();
+    const up = responseHeaders(headers as IncomingHttpHeaders, request);
+    const h = { ...own, ...up };
+    if (own["set-cookie"] !== undefined && up["set-cookie"] !== undefined) {
+      h["set-cookie"] = [own["set-cookie"], up["set-cookie"]].flat().map(String);
+    }
     reply.hijack();
     const res = reply.raw;
     st.contentLength = h["content-length"] as string | undefined;
-    res.writeHead(statusCode, h as IncomingHttpHeaders);
+    try {
+      res.writeHead(statusCode, h as IncomingHttpHeaders);
+    } catch (err) {
+      // A header Node refuses: nothing can be said to the client any more (hijacked); close it.
+      request.log.warn({ err: (err as Error).message }, "upstream response head refused");
+      res.destroy();
+      return new Writable({ write: (_c, _e, cb) => cb() });
+    }
     return res as unknown as Writable;
   }
 
@@ -251,7 +264,8 @@ export function proxyHandler(route: CompiledRoute) {
     const attempt = (data?.opaque ?? (err as { opaque?: unknown }).opaque) as Attempt | undefined;
     if (attempt === undefined || attempt.sunk) return;
     const reply = attempt.request.raw[kState]!.reply!;
-    if (reply.raw.headersSent) {
+    // Once hijacked (head written, or refused), only the socket is left to end.
+    if (reply.sent || reply.raw.headersSent) {
       reply.raw.destroy(err);
       return;
     }
@@ -474,6 +488,9 @@ function trusted(request: FastifyRequest): boolean {
 const responseHeaders = rewriteHeaders;
 
 function rewriteHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
+  // RFC 9110 §7.6.1: the names the upstream's Connection lists are hop-by-hop too.
+  const conn = headers.connection;
+  if (conn !== undefined) for (const n of String(conn).toLowerCase().split(",")) delete headers[n.trim()];
   for (const h of HOP_BY_HOP) if (headers[h] !== undefined) delete headers[h];
   headers["x-request-id"] = request.id;
   return headers;

@@ -78,6 +78,25 @@ routes:
     assert.equal(h.host, "shop.test:8080", "the client's Host is kept by default");
   });
 
+  test("response headers named by the upstream's Connection header are dropped (RFC 9110 §7.6.1)", async () => {
+    const up = await backend("conn", (_req, res) => {
+      res.setHeader("connection", "x-hop");
+      res.setHeader("x-hop", "secret");
+      res.setHeader("x-kept", "1");
+      res.end("ok");
+    });
+    const g = await gateway(`services: { s: { targets: [${up.url}] } }\nroutes: [{ name: r, service: s }]\n`);
+    try {
+      const r = await request(g.url, { path: "/" });
+      assert.equal(r.body, "ok");
+      assert.equal(r.headers["x-kept"], "1");
+      assert.equal(r.headers["x-hop"], undefined);
+    } finally {
+      await g.close();
+      await up.close();
+    }
+  });
+
   test("X-Request-Id: a valid one is kept and echoed, an invalid one replaced", async () => {
     const ok = await request(gw.url, { path: "/x", headers: { "x-request-id": "abc-123.x:y_z" } });
     assert.equal(ok.headers["x-request-id"], "abc-123.x:y_z");
