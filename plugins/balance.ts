@@ -116,6 +116,21 @@ interface Attempt {
   sunk: boolean;
 }
 
+/**
+ * Where a discarded answer's body goes: read up to REPLAY_MAX so a short body
+ * leaves the connection reusable, then give up (the connection closes) rather
+ * than download a large one nobody will see — as discard() does on the reply-from path.
+ */
+function drain(): Writable {
+  let seen = 0;
+  return new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      cb(seen > REPLAY_MAX ? new Error("discarded body too large") : null);
+    },
+  });
+}
+
 /** The client's headers for the upstream: a copy without hop-by-hop ones and those Connection names. */
 function copyRequestHeaders(src: IncomingHttpHeaders): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = {};
@@ -235,7 +250,7 @@ export function proxyHandler(route: CompiledRoute) {
       retry(request, reply, st, String(statusCode) as RetryCondition)
     ) {
       attempt.sunk = true;
-      return new Writable({ write: (_c, _e, cb) => cb() });
+      return drain();
     }
     // Headers hooks set on the reply (RateLimit-*, …) go first; the upstream's win, as with
     // reply-from — except Set-Cookie, which both may set and which adds up.
@@ -254,7 +269,7 @@ export function proxyHandler(route: CompiledRoute) {
       // A header Node refuses: nothing can be said to the client any more (hijacked); close it.
       request.log.warn({ err: (err as Error).message }, "upstream response head refused");
       res.destroy();
-      return new Writable({ write: (_c, _e, cb) => cb() });
+      return drain();
     }
     return res as unknown as Writable;
   }

@@ -166,7 +166,11 @@ function onResponseClose(this: ServerResponse): void {
   const target = st.target?.url;
   releaseTarget(st as RequestState);
   logAccess(st, target, this.writableFinished ? this.statusCode : 499, {
-    bytes: Number(this.getHeader("content-length") ?? st.contentLength ?? 0) || undefined,
+    // HEAD and 304 carry a Content-Length but no body.
+    bytes:
+      st.request?.method === "HEAD" || this.statusCode === 304
+        ? 0
+        : Number(this.getHeader("content-length") ?? st.contentLength ?? 0) || undefined,
   });
 }
 
