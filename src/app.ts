@@ -215,14 +215,7 @@ function errorHandler(
   if (status === 413) return sendError(reply, "SY_BODY_TOO_LARGE", request.id);
   if (status >= 400 && status < 500) return sendError(reply, "SY_BAD_REQUEST", request.id);
   request.log.error({ err: error }, "unexpected error");
-  const body = {
-    ...errorBody("SY_BAD_REQUEST", request.id),
-    statusCode: 500,
-    error: "Internal Server Error",
-  };
-  body.code = "SY_INTERNAL";
-  body.message = "The gateway failed to handle this request";
-  reply.code(500).header("x-request-id", request.id).send(body);
+  sendError(reply, "SY_INTERNAL", request.id);
 }
 
 export interface BuildOptions {

@@ -25,6 +25,8 @@ const table = {
   SY_CIRCUIT_OPEN: [503, "The upstream service is at capacity"],
   SY_STORE_UNAVAILABLE: [503, "The shared store is unavailable"],
   SY_UPSTREAM_TIMEOUT: [504, "The upstream service did not answer in time"],
+  // Not in SPEC §5's table (added, not renamed): a gateway bug, logged with its stack, never sent.
+  SY_INTERNAL: [500, "The gateway failed to handle this request"],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type ErrorCode = keyof typeof table;

@@ -21,6 +21,7 @@ test("the SY_* table is pinned to SPEC §5", () => {
     SY_CIRCUIT_OPEN: 503,
     SY_STORE_UNAVAILABLE: 503,
     SY_UPSTREAM_TIMEOUT: 504,
+    SY_INTERNAL: 500,
   });
   for (const [code, E] of Object.entries(errors)) assert.equal(new E().code, code);
 });

@@ -97,6 +97,18 @@ routes:
     }
   });
 
+  test("under trustProxy the client's X-Forwarded-For is appended to, not replaced", async () => {
+    const g = await gateway(
+      `trustProxy: true\nservices: { s: { targets: [${echo.url}] } }\nroutes: [{ name: r, service: s }]\n`,
+    );
+    try {
+      const r = await request(g.url, { path: "/", headers: { "x-forwarded-for": "203.0.113.9" } });
+      assert.equal((r.json().headers as Record<string, string>)["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    } finally {
+      await g.close();
+    }
+  });
+
   test("X-Request-Id: a valid one is kept and echoed, an invalid one replaced", async () => {
     const ok = await request(gw.url, { path: "/x", headers: { "x-request-id": "abc-123.x:y_z" } });
     assert.equal(ok.headers["x-request-id"], "abc-123.x:y_z");
