@@ -218,10 +218,11 @@ export function proxyHandler(route: CompiledRoute) {
   function streamAttempt(request: FastifyRequest, st: RequestState, target: Target, timeout: number): void {
     const body = request.body;
     const attempt: Attempt = { request, sunk: false };
+    const path = route.rewrite(st);
     request.server.syAgent.stream(
       {
         origin: target.origin,
-        path: st.query === "" ? route.rewrite(st) : `${route.rewrite(st)}?${st.query}`,
+        path: st.query === "" ? path : `${path}?${st.query}`,
         method: request.method as Dispatcher.HttpMethod,
         headers: rewriteRequestHeaders(request, copyRequestHeaders(request.raw.headers)),
         body: body === undefined || body === null ? null : (body as Readable),

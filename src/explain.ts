@@ -5,6 +5,7 @@
  */
 import type { Config } from "./config/schema.js";
 import { buildGeneration } from "./generation.js";
+import { policies } from "./policies.js";
 import { normalizePath, splitTarget } from "./router/normalize.js";
 
 export function explain(config: Config, method: string, url: string, headerArgs: string[]): string {
@@ -36,8 +37,8 @@ export function explain(config: Config, method: string, url: string, headerArgs:
   const route = m.value;
   const c = route.config;
   if (c.respond) return `${lines.join("\n")}\n  → direct response ${c.respond.status}\n`;
-  const policies = ["auth", "rateLimit", "cache", "transform", "cors"].filter((k) => k in c);
-  lines.push(`  policies: ${policies.length ? policies.join(" → ") : "none"}`);
+  const applied = policies.filter((p) => p.applies(c)).map((p) => p.name);
+  lines.push(`  policies: ${applied.length ? applied.join(" → ") : "none"}`);
   lines.push(
     `  upstream path: ${route.rewrite({ path, rest: m.rest, params: m.params })}${query ? `?${query}` : ""}`,
   );

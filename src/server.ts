@@ -20,6 +20,8 @@ import { ms } from "./config/duration.js";
 import type { Config, ListenerConfig } from "./config/schema.js";
 import { type ErrorCode, rawErrorResponse } from "./errors.js";
 import { buildGeneration, type Generation } from "./generation.js";
+import { listenError } from "./l4/listen-error.js";
+import { compileSniRoute } from "./l4/sni-route.js";
 import { L4Listeners } from "./l4-listeners.js";
 import { carryOver } from "./upstreams/carry-over.js";
 
@@ -153,20 +155,19 @@ function createServer(l: ListenerConfig, handler: http.RequestListener, baseDir 
   let server: Server;
   if (l.tls) {
     const read = (f: string) => readFileSync(resolve(baseDir, f));
-    const contexts = (l.tls.sni ?? []).map((s) => ({
-      hosts: s.hosts.map((h) => h.toLowerCase()),
-      ctx: tls.createSecureContext({ cert: read(s.cert), key: read(s.key) }),
-    }));
+    // Exact names first, then the longest wildcard: the same rule as TLS passthrough routing.
+    const table: Record<string, tls.SecureContext> = {};
+    for (const s of l.tls.sni ?? []) {
+      const ctx = tls.createSecureContext({ cert: read(s.cert), key: read(s.key) });
+      for (const h of s.hosts) table[h] ??= ctx;
+    }
+    const pick = compileSniRoute(table);
     server = https.createServer({
       ...options,
       cert: read(l.tls.cert),
       key: read(l.tls.key),
       SNICallback(name, cb) {
-        const n = name.toLowerCase();
-        const hit = contexts.find((c) =>
-          c.hosts.some((h) => h === n || (h.startsWith("*.") && n.endsWith(h.slice(1)))),
-        );
-        cb(null, hit?.ctx);
+        cb(null, pick(name));
       },
     }) as unknown as Server;
   } else server = http.createServer(options);
@@ -193,15 +194,7 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
 
 function listen(server: Server, l: ListenerConfig): Promise<Server> {
   return new Promise((ok, fail) => {
-    server.once("error", (err: NodeJS.ErrnoException) => {
-      const why =
-        err.code === "EADDRINUSE"
-          ? "address already in use"
-          : err.code === "EACCES"
-            ? "permission denied"
-            : err.message;
-      fail(new Error(`cannot listen on ${l.host}:${l.port}: ${why}`));
-    });
+    server.once("error", (err: NodeJS.ErrnoException) => fail(listenError(l.host, l.port, err)));
     server.listen(l.port, l.host, () => ok(server));
   });
 }

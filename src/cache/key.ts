@@ -5,17 +5,17 @@
  * so purge-by-prefix can scan for them: `c:<path> <sha256 of the rest>`.
  * A `vary` item `jwt:<claim>` keys on a claim of the verified token.
  */
+
 import { createHash } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
+import { normalizeHost } from "../router/request-view.js";
 
 export const KEY_NAMESPACE = "c:";
 
 /** Host as a cache (and a user) sees it: case-insensitive, port ignored. */
 export function hostOf(headers: IncomingHttpHeaders): string {
-  const h = (headers.host ?? (headers[":authority"] as string | undefined) ?? "").toLowerCase();
-  if (h.startsWith("[")) return h.slice(0, h.indexOf("]") + 1);
-  const colon = h.indexOf(":");
-  return colon === -1 ? h : h.slice(0, colon);
+  // The router's own host reading, so a cache key and a route match agree (trailing dot too).
+  return normalizeHost(headers.host ?? (headers[":authority"] as string | undefined)) ?? "";
 }
 
 function headerValue(headers: IncomingHttpHeaders, name: string): string {

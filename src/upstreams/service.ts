@@ -10,6 +10,7 @@ import { createBalancer } from "../balancers/index.js";
 import type { Balancer, PickContext } from "../balancers/types.js";
 import { ms } from "../config/duration.js";
 import type { ServiceConfig } from "../config/schema.js";
+import { parseCookies } from "../router/request-view.js";
 import { ActiveHealthChecker, statusRange } from "./health-active.js";
 import { OutlierDetector } from "./health-passive.js";
 import { percent, RetryBudget } from "./retry-budget.js";
@@ -158,14 +159,21 @@ function keyFunction(hash: ServiceConfig["hash"]): KeyFn {
         return Array.isArray(v) ? v[0] : v;
       };
     case "cookie": {
-      const re = new RegExp(`(?:^|;\\s*)${name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}=([^;]*)`);
-      return (req) => re.exec(req.headers.cookie ?? "")?.[1];
+      // Cookie names are case-sensitive (RFC 6265), unlike header names: parsed as the router does.
+      const cookie = hash?.name ?? "";
+      return (req) =>
+        req.headers.cookie === undefined ? undefined : parseCookies(req.headers.cookie).get(cookie);
     }
     case "path":
       return (_req, path) => path;
     case "query": {
-      const re = new RegExp(`[?&]${encodeURIComponent(hash?.name ?? "")}=([^&#]*)`);
-      return (req) => re.exec(req.url ?? "")?.[1];
+      // Decoded like the router's query match (URLSearchParams: first occurrence, + as space).
+      const param = hash?.name ?? "";
+      return (req) => {
+        const url = req.url ?? "";
+        const q = url.indexOf("?");
+        return q < 0 ? undefined : (new URLSearchParams(url.slice(q + 1)).get(param) ?? undefined);
+      };
     }
     default:
       return (_req, _path, ip) => ip;
