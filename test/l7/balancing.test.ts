@@ -41,6 +41,7 @@ services:
   lc: { targets: [${slow.url}, ${t0}], balancer: least-connections }
   iph: { targets: [${t0}, ${t1}, ${t2}, ${t3}], balancer: ip-hash }
   ch: { targets: [${t0}, ${t1}, ${t2}, ${t3}], balancer: consistent-hash, hash: { on: header, name: x-user } }
+  chc: { targets: [${t0}, ${t1}, ${t2}, ${t3}], balancer: consistent-hash, hash: { on: cookie, name: SessionID } }
   v1: { targets: [${t0}] }
   v2: { targets: [${t1}] }
 routes:
@@ -49,6 +50,7 @@ routes:
   - { name: lc, match: { path: /lc }, service: lc }
   - { name: iph, match: { path: /iph }, service: iph }
   - { name: ch, match: { path: /ch }, service: ch }
+  - { name: chc, match: { path: /chc }, service: chc }
   - { name: canary, match: { path: /canary }, split: [{ service: v1, weight: 90 }, { service: v2, weight: 10 }] }
 `);
   });
@@ -120,6 +122,21 @@ routes:
     } finally {
       svc.targets[2].healthy = true;
     }
+  });
+
+  test("consistent-hash on a cookie: the name is case-sensitive, keys spread and stick", async () => {
+    const seen = new Map<string, string>();
+    for (let i = 0; i < 40; i++) {
+      const headers = { cookie: `other=1; SessionID=s-${i}` };
+      const a = (await request(gw.url, { path: "/chc", headers })).json().name as string;
+      const b = (await request(gw.url, { path: "/chc", headers })).json().name as string;
+      assert.equal(a, b, "the same session sticks");
+      seen.set(`s-${i}`, a);
+    }
+    assert.ok(
+      new Set(seen.values()).size > 1,
+      "different sessions spread (the cookie, not the client address, is the key)",
+    );
   });
 
   test("in-flight counters return to zero after the traffic", async () => {
