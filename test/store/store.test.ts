@@ -190,7 +190,9 @@ describe("store.onError while Redis is down or slow (throwaway redis-server)", (
       assert.equal(local.store.healthy, false);
 
       await redis.start();
+      // Each client reconnects on its own schedule: wait for both that are asked next.
       assert.ok(await local.backend.whenReady(5000), "reconnects by itself");
+      assert.ok(await deny.backend.whenReady(5000), "the second instance reconnects too");
       // The counter in Redis survived nothing (no persistence): shared counting starts over, in Redis.
       assert.equal((await local.store.incr("rl:k", 60_000))?.count, 1);
       assert.equal((await deny.store.incr("rl:k", 60_000))?.count, 2, "a second instance shares it again");
