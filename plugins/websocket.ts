@@ -24,7 +24,6 @@
  * generation's onClose, after the drain period) open tunnels are closed with
  * 1012 "service restart".
  */
-import { randomUUID } from "node:crypto";
 import http, {
   type IncomingHttpHeaders,
   type IncomingMessage,
@@ -40,8 +39,8 @@ import { logAccess } from "../src/access-log.js";
 import { ms } from "../src/config/duration.js";
 import { type ErrorCode, errorBody, errors, statusOf } from "../src/errors.js";
 import type { CompiledRoute, Generation } from "../src/generation.js";
-import { kState, type RequestState } from "../src/request-state.js";
-import { normalizePath, splitTarget } from "../src/router/normalize.js";
+import { genReqId, kState, type RequestState } from "../src/request-state.js";
+import { matchIncoming } from "../src/router/incoming.js";
 import { Tunnel } from "../src/upstreams/ws-tunnel.js";
 import {
   conditionOf,
@@ -110,18 +109,11 @@ function refuse(generation: Generation, req: IncomingMessage): [ErrorCode, strin
     const body = req.headers["content-length"] || req.headers["transfer-encoding"];
     return body ? ["SY_BAD_REQUEST", "An Upgrade request with a body is not supported"] : undefined;
   }
-  const { path: raw, query } = splitTarget(req.url ?? "/");
-  const path = normalizePath(raw);
-  if (path === null) return ["SY_BAD_PATH"];
-  const m = generation.matcher.match({
-    method: req.method ?? "GET",
-    host: req.headers.host,
-    path,
-    query,
-    headers: req.headers,
-  });
-  if (m === undefined) return ["SY_NO_ROUTE"];
-  if (!m.value.config.websocket || m.value.config.respond) {
+  // The same match the route's scope will see (find-my-way's constraint reads it back).
+  const st = matchIncoming(generation.matcher, req);
+  if (st === null) return ["SY_BAD_PATH"];
+  if (st === undefined) return ["SY_NO_ROUTE"];
+  if (!st.route.config.websocket || st.route.config.respond) {
     return ["SY_BAD_REQUEST", "This route does not accept WebSocket upgrades"];
   }
   if (req.method !== "GET") return ["SY_BAD_REQUEST", "A WebSocket upgrade must be a GET (RFC 6455 §4.1)"];
@@ -174,19 +166,13 @@ function serve(app: FastifyInstance, req: IncomingMessage, socket: Duplex): void
 
 /** SPEC §5 JSON on a bare socket, then close. */
 function reject(socket: Duplex, req: IncomingMessage, code: ErrorCode, message?: string): void {
-  const id = requestId(req);
+  const id = genReqId(req);
   const body = JSON.stringify(errorBody(code, id, message));
   const status = statusOf(code);
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n${body}`,
   );
-}
-
-/** Same rule as genReqId in app.ts: keep a valid client X-Request-Id, else make one. */
-function requestId(req: IncomingMessage): string {
-  const h = req.headers["x-request-id"];
-  return typeof h === "string" && /^[A-Za-z0-9._:-]{1,128}$/.test(h) ? h : randomUUID();
 }
 
 /** Send the handshake to a balanced target; a connect failure moves to the next one. */

@@ -10,7 +10,6 @@
  * that route's encapsulated scope, which carries exactly the hooks the route
  * needs — decided here, once, not per request.
  */
-import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import Fastify, {
   type FastifyError,
@@ -33,8 +32,10 @@ import { Methods } from "./config/schema.js";
 import { type ErrorCode, errorBody, errors, isGatewayError } from "./errors.js";
 import { buildGeneration, type CompiledRoute, type Generation } from "./generation.js";
 import { policies } from "./policies.js";
-import { kState, type RequestState } from "./request-state.js";
-import { normalizePath, splitTarget } from "./router/normalize.js";
+import { genReqId, kState, type RequestState } from "./request-state.js";
+import { matchIncoming } from "./router/incoming.js";
+
+export { genReqId };
 
 export interface SwitchyardOptions {
   config: Config;
@@ -45,14 +46,6 @@ export interface SwitchyardOptions {
 }
 
 const BAD_PATH = "bad-path";
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-/** X-Request-Id: keep a valid one from the client, else make one (SPEC §3). */
-export function genReqId(req: IncomingMessage): string {
-  const h = req.headers["x-request-id"];
-  return typeof h === "string" && REQUEST_ID.test(h) ? h : randomUUID();
-}
-
 /** The find-my-way strategy that asks the gateway's matcher which route this is. */
 function routeStrategy(generation: Generation) {
   const { matcher } = generation;
@@ -68,22 +61,8 @@ function routeStrategy(generation: Generation) {
     },
     validate() {},
     deriveConstraint(req: IncomingMessage): string | undefined {
-      const { path: raw, query } = splitTarget(req.url ?? "/");
-      const path = normalizePath(raw);
-      if (path === null) return BAD_PATH;
-      const headers = req.headers;
-      const host = headers.host ?? (headers[":authority"] as string | undefined);
-      let m = matcher.match({ method: req.method ?? "GET", host, path, query, headers });
-      // A CORS preflight asks about the method to come: it belongs to the route that method would
-      // take (when that route has cors), even if the route does not list OPTIONS.
-      const acrm = headers["access-control-request-method"];
-      if (req.method === "OPTIONS" && typeof acrm === "string" && headers.origin !== undefined) {
-        const pre = matcher.match({ method: acrm.toUpperCase(), host, path, query, headers });
-        if (pre?.value.config.cors) m = pre;
-      }
-      if (m === undefined) return undefined;
-      req[kState] = { route: m.value, path, query, params: m.params, rest: m.rest };
-      return m.value.id;
+      const st = matchIncoming(matcher, req);
+      return st === null ? BAD_PATH : st?.route.id;
     },
   };
 }
@@ -170,7 +149,8 @@ function onResponseClose(this: ServerResponse): void {
     bytes:
       st.request?.method === "HEAD" || this.statusCode === 304
         ? 0
-        : Number(this.getHeader("content-length") ?? st.contentLength ?? 0) || undefined,
+        : // Fastify writes its head with writeHead(obj): the length is in the reply, not in getHeader().
+          Number(st.reply?.getHeader("content-length") ?? st.contentLength ?? 0) || undefined,
   });
 }
 

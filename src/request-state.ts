@@ -3,12 +3,22 @@
  * the router's decision (made while find-my-way derives constraints, before
  * Fastify creates its Request) travels to the hooks and the forwarder here.
  */
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { CompiledRoute } from "./generation.js";
 import type { Service } from "./upstreams/service.js";
 import type { Target } from "./upstreams/target.js";
 
 export const kState = Symbol("switchyard.state");
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** X-Request-Id: keep a valid one from the client, else make one (SPEC §3). */
+export function genReqId(req: IncomingMessage): string {
+  const h = req.headers["x-request-id"];
+  return typeof h === "string" && REQUEST_ID.test(h) ? h : randomUUID();
+}
 
 export interface RequestState {
   route: CompiledRoute;
