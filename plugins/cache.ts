@@ -22,10 +22,12 @@
  * Client Cache-Control request directives are not obeyed (as NGINX and Varnish
  * by default): a client cannot force misses onto the upstream.
  */
-import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from "node:http";
 import { pipeline, type Readable } from "node:stream";
+import type { TLSSocket } from "node:tls";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
+import { laneAccessLogger, logsInfo } from "../src/access-log.js";
 import { Capture } from "../src/cache/capture.js";
 import { isConditional, notModified, notModifiedHeaders } from "../src/cache/conditional.js";
 import {
@@ -43,8 +45,8 @@ import {
 import { hostOf, primaryKey, variantKey, varyHash, varyValues } from "../src/cache/key.js";
 import { isRefresh, REFRESH_HEADER, REFRESH_TOKEN } from "../src/cache/refresh.js";
 import { bytes, ms } from "../src/config/duration.js";
-import type { PolicyOptions } from "../src/policies.js";
-import { kState } from "../src/request-state.js";
+import { type PolicyOptions, policies } from "../src/policies.js";
+import { genReqId, kState } from "../src/request-state.js";
 import { useStore } from "../src/store/index.js";
 
 export type CacheResult = "hit" | "miss" | "stale" | "bypass";
@@ -365,6 +367,77 @@ export const cachePolicy = fp(
       const capture = new Capture(maxEntrySize, finish, ctx.phase === "refresh");
       pipeline(source, capture, () => {});
       return capture;
+    }
+
+    /**
+     * The fast lane (server.ts): when the cache is the route's only policy and
+     * lives in process memory, a fresh 200 for a plain GET — no Authorization,
+     * no conditional, no upgrade — is answered before Fastify, with the same
+     * headers as serve() (X-Cache, X-Request-Id, Age; Content-Length and the
+     * octet-stream default as Fastify sets them). Everything else, HEAD and
+     * 304s included, is declined and goes through cacheLookup as always.
+     * trustProxy changes what a request's scheme is, so it keeps the lane off.
+     */
+    const onlyCache = policies.every((p) => p.name === "cache" || !p.applies(route.config));
+    if (
+      onlyCache &&
+      methods.has("GET") &&
+      store.kind === "memory" &&
+      !generation.config.trustProxy &&
+      route.config.respond === undefined &&
+      !route.config.websocket
+    ) {
+      const logging = logsInfo(scope.log);
+      const onClose = laneAccessLogger(scope.log);
+      generation.lanes.set(route.id, function cacheHitLane(req, res, st) {
+        const h = req.headers;
+        if (
+          req.method !== "GET" ||
+          h.authorization !== undefined ||
+          h.upgrade !== undefined ||
+          h[REFRESH_HEADER] !== undefined ||
+          isConditional(h)
+        )
+          return false;
+        const key = primaryKey({
+          method: "GET",
+          scheme: (req.socket as TLSSocket).encrypted ? "https" : "http",
+          host: hostOf(h),
+          path: st.path,
+          query: st.query,
+          vary: varyValues(vary, h, undefined),
+        });
+        const entry = peek(key, h);
+        if (entry === undefined || entry.status !== 200 || freshness(entry, w) !== "fresh") return false;
+        const reqId = genReqId(req);
+        st.cache = "hit";
+        if (logging) {
+          st.lane = { reqId, start: performance.now() };
+          res.once("close", onClose);
+        }
+        const out: OutgoingHttpHeaders = {
+          ...entry.headers,
+          "x-cache": "HIT",
+          "x-request-id": reqId,
+          age: String(Math.floor(ageOf(entry))),
+        };
+        out["content-length"] ??= String(entry.body.length);
+        out["content-type"] ??= "application/octet-stream";
+        st.contentLength = out["content-length"] as string; // writeHead's headers are not getHeader()'s
+        res.writeHead(200, out);
+        res.end(entry.body);
+        return true;
+      });
+    }
+
+    /** read() without waiting: the memory store only (the lane is registered for no other). */
+    function peek(key: string, headers: IncomingHttpHeaders): Entry | undefined {
+      const buf = store.peek(key);
+      const v = buf && decode(buf);
+      if (v === undefined || !("marker" in v)) return v;
+      const vbuf = store.peek(variantKey(key, varyHash(v.vary, headers)));
+      const e = vbuf && decode(vbuf);
+      return e && !("marker" in e) ? e : undefined;
     }
 
     scope.addHook("preHandler", cacheLookup);

@@ -4,8 +4,10 @@
  * the first-match matcher. A reload builds the next generation beside this one;
  * a request keeps the generation it started with.
  */
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { bytes, ms } from "./config/duration.js";
 import type { Config, RouteConfig } from "./config/schema.js";
+import type { RequestState } from "./request-state.js";
 import { compileMatcher, type Matcher } from "./router/match.js";
 import { compileRewrite, type Rewrite } from "./router/rewrite.js";
 import { buildServices, type Service } from "./upstreams/service.js";
@@ -32,13 +34,21 @@ export interface Generation {
   readonly services: ReadonlyMap<string, Service>;
   readonly routes: readonly CompiledRoute[];
   readonly matcher: Matcher<CompiledRoute>;
+  /**
+   * Fast lanes by route id: a route's way to answer some requests before
+   * Fastify sees them (server.ts), registered by its policy plugins at load.
+   */
+  readonly lanes: Map<string, Lane>;
 }
+
+/** Answers the request and returns true, or returns false and leaves it untouched for Fastify. */
+export type Lane = (req: IncomingMessage, res: ServerResponse, st: RequestState) => boolean;
 
 export function buildGeneration(config: Config, baseDir: string = process.cwd()): Generation {
   const services = buildServices(config.services);
   const routes = config.routes.map((r, i) => compileRoute(r, i, services));
   const matcher = compileMatcher(routes.map((route) => ({ spec: route.config.match ?? {}, value: route })));
-  return { config, baseDir, services, routes, matcher };
+  return { config, baseDir, services, routes, matcher, lanes: new Map() };
 }
 
 function compileRoute(r: RouteConfig, index: number, services: Map<string, Service>): CompiledRoute {

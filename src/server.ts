@@ -23,6 +23,7 @@ import { buildGeneration, type Generation } from "./generation.js";
 import { listenError } from "./l4/listen-error.js";
 import { compileSniRoute } from "./l4/sni-route.js";
 import { L4Listeners } from "./l4-listeners.js";
+import { matchIncoming } from "./router/incoming.js";
 import { carryOver } from "./upstreams/carry-over.js";
 
 export interface GatewayOptions {
@@ -56,7 +57,10 @@ export class Gateway {
     gw.gen = buildGeneration(config, opts.baseDir);
     gw.app = await build(config, { logger: opts.logger, generation: gw.gen, l4: false });
     await gw.app.ready();
-    const handler = (req: IncomingMessage, res: ServerResponse) => gw.app.routing(req, res);
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
+      const gen = gw.gen;
+      if (gen.lanes.size === 0 || !laneServed(gen, req, res)) gw.app.routing(req, res);
+    };
     // WebSocket upgrades leave Node's HTTP parser; plugins/websocket.ts routes them (current generation).
     const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       handleUpgrade(gw.app, gw.gen, req, socket, head);
@@ -139,6 +143,20 @@ export class Gateway {
     await l4;
     await this.app?.close();
   }
+}
+
+/**
+ * The fast lane (issue 6): a route that can answer a request by itself — a
+ * fresh cache hit in process memory — does so here, without Fastify's
+ * request, reply, child logger and hooks, which cost more than the answer.
+ * Anything else (and any request the lane declines) goes to Fastify, which
+ * reads the match made here instead of matching again.
+ */
+function laneServed(gen: Generation, req: IncomingMessage, res: ServerResponse): boolean {
+  const st = matchIncoming(gen.matcher, req);
+  if (!st) return false;
+  const lane = gen.lanes.get(st.route.id);
+  return lane?.(req, res, st) ?? false;
 }
 
 function createServer(l: ListenerConfig, handler: http.RequestListener, baseDir = process.cwd()): Server {

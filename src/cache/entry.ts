@@ -194,12 +194,24 @@ export function encode(value: Entry | VaryMarker): Buffer {
   return Buffer.concat([len, head, body]);
 }
 
+/**
+ * Decoded values by stored buffer: the memory store hands back the same
+ * Buffer on every hit, so each entry is parsed once, not per request (a hit's
+ * largest cost before this). Redis replies are new buffers and simply miss.
+ * Decoded values are frozen: every reader shares them.
+ */
+const decoded = new WeakMap<Buffer, Entry | VaryMarker>();
+
 export function decode(buf: Buffer): Entry | VaryMarker | undefined {
+  const known = decoded.get(buf);
+  if (known !== undefined) return known;
   try {
     const n = buf.readUInt32BE(0);
     const head = JSON.parse(buf.subarray(4, 4 + n).toString());
-    if (head.marker === true) return head as VaryMarker;
-    return { ...head, body: buf.subarray(4 + n) } as Entry;
+    Object.freeze(head.headers);
+    const v = Object.freeze(head.marker === true ? head : { ...head, body: buf.subarray(4 + n) });
+    decoded.set(buf, v);
+    return v;
   } catch {
     return undefined; // a foreign or truncated value is a miss, not an error
   }

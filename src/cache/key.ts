@@ -39,8 +39,21 @@ export function varyValues(
   return out;
 }
 
+/**
+ * Recent digests: a hot key is hashed once, not per request. Bounded, and
+ * simply emptied when full (keys carry client-chosen values: no unbounded map).
+ */
+const recent = new Map<string, string>();
+const RECENT_MAX = 10_000;
+
 function digest(s: string): string {
-  return createHash("sha256").update(s).digest("base64url");
+  let d = recent.get(s);
+  if (d === undefined) {
+    d = createHash("sha256").update(s).digest("base64url");
+    if (recent.size >= RECENT_MAX) recent.clear();
+    recent.set(s, d);
+  }
+  return d;
 }
 
 export interface KeyParts {

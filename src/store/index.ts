@@ -58,6 +58,11 @@ export class GatewayStore {
     }
   }
 
+  /** Read a value without waiting, when the store is this process's memory (else undefined: ask get()). */
+  peek(key: string): Buffer | undefined {
+    return this.shared === this.local ? this.local.getSync(key) : undefined;
+  }
+
   /** Read a value; under onError deny a failing Redis throws SY_STORE_UNAVAILABLE. */
   async get(key: string): Promise<Buffer | undefined> {
     if (this.shared === this.local) return this.local.get(key);

@@ -63,6 +63,10 @@ export class MemoryStore implements StoreBackend {
   }
 
   async get(key: string): Promise<Buffer | undefined> {
+    return this.getSync(key);
+  }
+
+  getSync(key: string): Buffer | undefined {
     const b = this.blobs.get(key);
     if (b === undefined) return undefined;
     if (b.expiresAt <= Date.now()) {
