@@ -33,7 +33,7 @@ interface RawResponse {
 }
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones proxies drop. */
-export const HOP_BY_HOP = [
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "connection",
   "keep-alive",
   "proxy-connection",
@@ -43,7 +43,34 @@ export const HOP_BY_HOP = [
   "upgrade",
   "proxy-authorization",
   "proxy-authenticate",
-];
+]);
+
+/** The field names a Connection header lists (RFC 9110 §7.6.1: hop-by-hop too), lower-case. */
+export function connectionNames(conn: string | string[] | undefined): string[] | undefined {
+  if (conn === undefined) return undefined;
+  return String(conn)
+    .toLowerCase()
+    .split(",")
+    .map((n) => n.trim());
+}
+
+/**
+ * Copy `src`'s end-to-end fields into `out` in one pass: hop-by-hop ones, those
+ * Connection names and `skip` stay behind. Copying what is kept (instead of
+ * deleting what is not) keeps V8's fast object shapes on the hot path.
+ */
+export function copyEndToEnd<T extends Record<string, unknown>>(
+  src: IncomingHttpHeaders,
+  out: T,
+  skip?: string,
+): T {
+  const named = connectionNames(src.connection);
+  for (const name in src) {
+    if (HOP_BY_HOP.has(name) || name === skip || named?.includes(name)) continue;
+    (out as Record<string, unknown>)[name] = src[name];
+  }
+  return out;
+}
 
 /** Failures where nothing reached the target: always safe to try another one. */
 const CONNECT_FAILURES = new Set([
@@ -131,18 +158,6 @@ function drain(): Writable {
   });
 }
 
-/** The client's headers for the upstream: a copy without hop-by-hop ones and those Connection names. */
-function copyRequestHeaders(src: IncomingHttpHeaders): IncomingHttpHeaders {
-  const out: IncomingHttpHeaders = {};
-  const conn = src.connection;
-  for (const name in src) {
-    if (name === "expect") continue; // undici sends its own; 100-continue is hop-by-hop in practice
-    out[name] = src[name];
-  }
-  if (conn !== undefined) for (const n of conn.toLowerCase().split(",")) delete out[n.trim()];
-  return out;
-}
-
 /** Request bodies up to this size are kept in memory when the request may be re-sent (see passthroughParser). */
 export const REPLAY_MAX = 64 * 1024;
 
@@ -224,7 +239,11 @@ export function proxyHandler(route: CompiledRoute) {
         origin: target.origin,
         path: st.query === "" ? path : `${path}?${st.query}`,
         method: request.method as Dispatcher.HttpMethod,
-        headers: rewriteRequestHeaders(request, copyRequestHeaders(request.raw.headers)),
+        // Expect: undici sends its own; 100-continue is hop-by-hop in practice.
+        headers: rewriteRequestHeaders(
+          request,
+          copyEndToEnd(request.raw.headers, {} as IncomingHttpHeaders, "expect"),
+        ),
         body: body === undefined || body === null ? null : (body as Readable),
         headersTimeout: timeout,
         bodyTimeout: timeout,
@@ -255,12 +274,13 @@ export function proxyHandler(route: CompiledRoute) {
     }
     // Headers hooks set on the reply (RateLimit-*, …) go first; the upstream's win, as with
     // reply-from — except Set-Cookie, which both may set and which adds up.
-    const own = reply.getHeaders();
-    const up = responseHeaders(headers as IncomingHttpHeaders, request);
-    const h = { ...own, ...up };
-    if (own["set-cookie"] !== undefined && up["set-cookie"] !== undefined) {
-      h["set-cookie"] = [own["set-cookie"], up["set-cookie"]].flat().map(String);
+    const h = reply.getHeaders() as Record<string, unknown>;
+    const ownCookies = h["set-cookie"];
+    copyEndToEnd(headers as IncomingHttpHeaders, h);
+    if (ownCookies !== undefined && h["set-cookie"] !== ownCookies) {
+      h["set-cookie"] = [ownCookies, h["set-cookie"]].flat().map(String);
     }
+    h["x-request-id"] = request.id;
     reply.hijack();
     const res = reply.raw;
     st.contentLength = h["content-length"] as string | undefined;
@@ -501,15 +521,10 @@ function trusted(request: FastifyRequest): boolean {
   return request.ips !== undefined && request.ips.length > 1;
 }
 
-const responseHeaders = rewriteHeaders;
-
 function rewriteHeaders(headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
-  // RFC 9110 §7.6.1: the names the upstream's Connection lists are hop-by-hop too.
-  const conn = headers.connection;
-  if (conn !== undefined) for (const n of String(conn).toLowerCase().split(",")) delete headers[n.trim()];
-  for (const h of HOP_BY_HOP) if (headers[h] !== undefined) delete headers[h];
-  headers["x-request-id"] = request.id;
-  return headers;
+  const out = copyEndToEnd(headers, {} as IncomingHttpHeaders);
+  out["x-request-id"] = request.id;
+  return out;
 }
 
 /**

@@ -44,7 +44,7 @@ import { matchIncoming } from "../src/router/incoming.js";
 import { Tunnel } from "../src/upstreams/ws-tunnel.js";
 import {
   conditionOf,
-  HOP_BY_HOP,
+  copyEndToEnd,
   lease,
   markTried,
   pickFor,
@@ -236,9 +236,8 @@ function dial(route: CompiledRoute, request: FastifyRequest, reply: FastifyReply
       if ((res.statusCode ?? 502) >= 500) service.reportFailure(target);
       else service.reportSuccess(target);
       reply.code(res.statusCode ?? 502);
-      for (const [k, v] of Object.entries(res.headers)) {
-        if (v !== undefined && !HOP_BY_HOP.includes(k)) reply.header(k, v);
-      }
+      for (const [k, v] of Object.entries(copyEndToEnd(res.headers, {} as IncomingHttpHeaders)))
+        if (v !== undefined) reply.header(k, v);
       reply.header("x-request-id", request.id).send(res);
     });
     upReq.on("upgrade", (res, upSocket, upHead) => {
