@@ -21,8 +21,6 @@ export interface PrefaceOptions {
   deadline: number;
   /** Refuse once this many bytes are buffered without a result. */
   maxBytes: number;
-  /** Counts bytes as they arrive (listener byte stats). */
-  onBytes?: (n: number) => void;
 }
 
 export interface Preface<T> {
@@ -70,7 +68,6 @@ export function readPreface<T>(
       return false;
     };
     function onData(chunk: Buffer) {
-      opts.onBytes?.(chunk.length);
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       attempt();
     }

@@ -7,22 +7,16 @@
  *   side sends FIN, `pipe()` ends the other side's writable (our FIN to it),
  *   and bytes keep flowing the other way until that side closes too.
  * - An error on either side destroys both, and so does `idleMs` without a byte.
+ * - Nothing per chunk but the pipes: byte counts are the sockets' own
+ *   (bytesRead/bytesWritten, read by TcpProxy), not 'data' listeners.
  */
 import type { Socket } from "node:net";
-
-export interface SpliceCounters {
-  /** Bytes from the client (to the target). */
-  in(n: number): void;
-  /** Bytes from the target (to the client). */
-  out(n: number): void;
-}
 
 /** Resolves once both sockets have closed, whatever the reason. */
 export function splice(
   client: Socket,
   upstream: Socket,
   idleMs: number,
-  count: SpliceCounters,
 ): Promise<void> {
   return new Promise((resolve) => {
     let open = 2;
@@ -32,8 +26,6 @@ export function splice(
     };
     client.on("error", destroyBoth);
     upstream.on("error", destroyBoth);
-    client.on("data", (c: Buffer) => count.in(c.length));
-    upstream.on("data", (c: Buffer) => count.out(c.length));
     // Either socket idle means nothing moved through the proxy (every byte crosses both),
     // and watching both also catches a side stuck with unflushed writes after the other left.
     client.setTimeout(idleMs, destroyBoth);

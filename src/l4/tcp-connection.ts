@@ -16,8 +16,6 @@ import { splice } from "./splice.js";
 import type { TcpSettings } from "./tcp-settings.js";
 
 export interface ConnectionEvents {
-  bytesIn(n: number): void;
-  bytesOut(n: number): void;
   /** The connection ended without reaching a target, and why. */
   refused(reason: string, client: Endpoint | undefined): void;
   /** A dial to a target failed (another one is tried if any is left). */
@@ -44,7 +42,6 @@ export async function serveConnection(client: Socket, s: TcpSettings, ev: Connec
       const p = await readPreface(client, head, parseProxyHeader, {
         deadline,
         maxBytes: V2_MAX,
-        onBytes: ev.bytesIn,
       });
       // The header speaks for the real client (spec §2: the receiver uses these addresses
       // instead of the connection's); LOCAL/UNKNOWN headers carry none, keep the socket's.
@@ -58,7 +55,6 @@ export async function serveConnection(client: Socket, s: TcpSettings, ev: Connec
       const h = await readPreface(client, head, parseClientHello, {
         deadline,
         maxBytes: MAX_HELLO + HELLO_SLACK,
-        onBytes: ev.bytesIn,
       });
       head = h.rest;
       service = s.sni(h.value.serverName);
@@ -96,7 +92,7 @@ async function proxyTo(client: Socket, service: Service, s: TcpSettings, ev: Con
   try {
     if (s.proxyProtocol) up.socket.write(encodeProxyHeader(s.proxyProtocol, h.source, h.destination));
     if (h.head.length > 0) up.socket.write(h.head);
-    await splice(client, up.socket, s.idleTimeout, { in: ev.bytesIn, out: ev.bytesOut });
+    await splice(client, up.socket, s.idleTimeout);
   } finally {
     up.lease.release();
   }

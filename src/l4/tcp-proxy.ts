@@ -66,12 +66,6 @@ export class TcpProxy {
     };
     this.counters = c;
     this.events = {
-      bytesIn: (n) => {
-        c.bytesIn += n;
-      },
-      bytesOut: (n) => {
-        c.bytesOut += n;
-      },
       refused: (reason, client) => {
         c.refused++;
         this.log?.debug({ listener: c.listener, client, reason }, "tcp connection refused");
@@ -91,9 +85,14 @@ export class TcpProxy {
     return this.counters.listener;
   }
 
-  /** A snapshot of the counters. */
+  /** A snapshot of the counters: closed connections' bytes plus what the open ones moved so far. */
   get stats(): TcpStats {
-    return { ...this.counters };
+    const s = { ...this.counters };
+    for (const socket of this.sockets) {
+      s.bytesIn += socket.bytesRead;
+      s.bytesOut += socket.bytesWritten;
+    }
+    return s;
   }
 
   /** New settings and services for connections accepted from now on (reload); the bind address stays. */
@@ -180,6 +179,9 @@ export class TcpProxy {
     c.total++;
     this.sockets.add(socket);
     socket.once("close", () => {
+      // The socket's own counts: nothing is counted per chunk on the hot path.
+      c.bytesIn += socket.bytesRead;
+      c.bytesOut += socket.bytesWritten;
       c.active--;
       this.sockets.delete(socket);
       if (this.sockets.size === 0) for (const w of [...this.idleWaiters]) w();
