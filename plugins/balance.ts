@@ -46,8 +46,9 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 ]);
 
 /** The field names a Connection header lists (RFC 9110 §7.6.1: hop-by-hop too), lower-case. */
-export function connectionNames(conn: string | string[] | undefined): string[] | undefined {
-  if (conn === undefined) return undefined;
+function connectionNames(conn: string | string[] | undefined): string[] | undefined {
+  // The usual values name only fields that are hop-by-hop anyway: nothing to add (no allocation).
+  if (conn === undefined || conn === "keep-alive" || conn === "close") return undefined;
   return String(conn)
     .toLowerCase()
     .split(",")

@@ -26,7 +26,7 @@ import { healthChecks } from "../plugins/health.js";
 import l4Tcp from "../plugins/l4-tcp.js";
 import l4Udp from "../plugins/l4-udp.js";
 import { websocketRoute, websockets } from "../plugins/websocket.js";
-import { logAccess } from "./access-log.js";
+import { logAccess, logsInfo } from "./access-log.js";
 import type { Config } from "./config/schema.js";
 import { Methods } from "./config/schema.js";
 import { type ErrorCode, errorBody, errors, isGatewayError } from "./errors.js";
@@ -144,6 +144,8 @@ function onResponseClose(this: ServerResponse): void {
   if (st === undefined) return;
   const target = st.target?.url;
   releaseTarget(st as RequestState);
+  // At warn and above (and in benchmarks) the line is not built at all.
+  if (st.request === undefined || !logsInfo(st.request.log)) return;
   logAccess(st, target, this.writableFinished ? this.statusCode : 499, {
     // HEAD and 304 carry a Content-Length but no body.
     bytes:

@@ -13,11 +13,7 @@
 import type { Socket } from "node:net";
 
 /** Resolves once both sockets have closed, whatever the reason. */
-export function splice(
-  client: Socket,
-  upstream: Socket,
-  idleMs: number,
-): Promise<void> {
+export function splice(client: Socket, upstream: Socket, idleMs: number): Promise<void> {
   return new Promise((resolve) => {
     let open = 2;
     const destroyBoth = () => {
