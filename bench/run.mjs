@@ -60,6 +60,7 @@ const HELP = `usage: node bench/run.mjs [options]
   --tool wrk|autocannon  load generator (default wrk when installed)
   --no-pin             do not pin with taskset
   --max-minutes M      stop starting new runs after M minutes (default 60)
+  --render             rewrite bench/RESULTS.md and results.svg from bench/RESULTS.json (no run)
 env: BENCH_SWITCHYARD_LOG_LEVEL  --log-level for Switchyard (default warn: access log off, like
                                   every peer; "" = pass no flag)
      BENCH_SWITCHYARD_CLI        the gateway's cli.js (default dist/src/cli.js)`;
@@ -76,6 +77,7 @@ function parseArgs(argv) {
     tool: null,
     pin: true,
     maxMinutes: 60,
+    render: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -100,6 +102,7 @@ function parseArgs(argv) {
     else if (a === "--tool") o.tool = val();
     else if (a === "--no-pin") o.pin = false;
     else if (a === "--max-minutes") o.maxMinutes = num();
+    else if (a === "--render") o.render = true;
     else if (a === "--help" || a === "-h") {
       console.log(HELP);
       process.exit(0);
@@ -118,6 +121,25 @@ function fail(msg) {
 }
 
 const opts = parseArgs(process.argv.slice(2));
+
+/** RESULTS.md and results.svg from one run's figures (also kept as JSON, so the report can be re-rendered). */
+function writeReport(meta, results, mdPath, svgPath) {
+  const targets = checkTargets(results);
+  let md = resultsMarkdown(meta, results, targets);
+  if (path.basename(svgPath) !== "results.svg")
+    md = md.replace("](results.svg)", `](${path.basename(svgPath)})`);
+  fs.writeFileSync(mdPath, md);
+  fs.writeFileSync(svgPath, resultsSvg(meta, results));
+  fs.writeFileSync(mdPath.replace(/\.md$/, ".json"), `${JSON.stringify({ meta, results }, null, 1)}\n`);
+  return targets;
+}
+
+if (opts.render) {
+  const { meta, results } = JSON.parse(fs.readFileSync(path.join(BENCH, "RESULTS.json"), "utf8"));
+  writeReport(meta, results, path.join(BENCH, "RESULTS.md"), path.join(BENCH, "results.svg"));
+  console.log("rewrote bench/RESULTS.md and bench/results.svg from bench/RESULTS.json");
+  process.exit(0);
+}
 installCleanup();
 
 // ------------------------------------------------------------------ environment
@@ -141,7 +163,12 @@ const built = fs.existsSync(CLI);
 const syLogLevel = process.env.BENCH_SWITCHYARD_LOG_LEVEL ?? "warn";
 // The gateway runs as its bin does: with the node flags on its shebang line (src/cli.ts says why).
 const syNodeFlags = fs.existsSync(CLI)
-  ? (fs.readFileSync(CLI, "utf8").split("\n", 1)[0].match(/^#!.*\bnode\b(.*)$/)?.[1] ?? "")
+  ? (
+      fs
+        .readFileSync(CLI, "utf8")
+        .split("\n", 1)[0]
+        .match(/^#!.*\bnode\b(.*)$/)?.[1] ?? ""
+    )
       .trim()
       .split(/\s+/)
       .filter(Boolean)
@@ -703,9 +730,6 @@ try {
   await stopAll();
 }
 
-const targets = checkTargets(results);
-console.log(`\n## Targets (issue 6)\n\n${targetsMarkdown(targets)}`);
-
 const meta = {
   date: new Date().toISOString(),
   command,
@@ -733,10 +757,8 @@ const meta = {
 const writeFinal = !opts.quick || opts.write;
 const mdPath = writeFinal ? path.join(BENCH, "RESULTS.md") : path.join(TMP, "RESULTS.quick.md");
 const svgPath = writeFinal ? path.join(BENCH, "results.svg") : path.join(TMP, "results.svg");
-let md = resultsMarkdown(meta, results, targets);
-if (!writeFinal) md = md.replace("](results.svg)", `](${path.basename(svgPath)})`);
-fs.writeFileSync(mdPath, md);
-fs.writeFileSync(svgPath, resultsSvg(meta, results));
+const targets = writeReport(meta, results, mdPath, svgPath);
+console.log(`\n## Targets (issue 6)\n\n${targetsMarkdown(targets)}`);
 console.log(
   `\nwrote ${path.relative(ROOT, mdPath)} and ${path.relative(ROOT, svgPath)}${writeFinal ? "" : " (--quick: bench/RESULTS.md untouched; add --write to update it)"}`,
 );
