@@ -26,7 +26,7 @@ async function waitBounded(child, limitMs) {
 }
 
 /** wrk -c connections -d seconds against http://127.0.0.1:port/path. @returns {Promise<LoadResult>} */
-export async function runWrk({ port, path = "/", headers, seconds, connections, threads, loadPrefix }) {
+export async function runWrk({ port, path = "/", headers, seconds, connections, threads, loadPrefix, env }) {
   const args = [
     ...(loadPrefix ?? []).slice(1),
     "wrk",
@@ -41,7 +41,7 @@ export async function runWrk({ port, path = "/", headers, seconds, connections, 
     `http://127.0.0.1:${port}${path}`,
   ];
   const cmd = loadPrefix ? loadPrefix[0] : args.shift();
-  const child = new Child("wrk", cmd, args, { pin: false, stdin: "ignore" });
+  const child = new Child("wrk", cmd, args, { pin: false, stdin: "ignore", env });
   await waitBounded(child, (seconds + 20) * 1000);
   const line = child.out.split("\n").find((l) => l.startsWith('{"requests"'));
   if (!line) throw new Error(`wrk failed (${child.exitCode}): ${child.lastLine()}`);
@@ -56,6 +56,28 @@ export async function runWrk({ port, path = "/", headers, seconds, connections, 
     errors: r.connect + r.read + r.write + r.timeout,
     non2xx: r.status,
   };
+}
+
+/**
+ * wrk paced to about `rate` req/s: each connection waits a random time of mean
+ * connections/rate s before each request (wrk-report.lua's delay(): Poisson-like arrivals,
+ * not bursts). The wait starts when the previous answer arrived, so
+ * the offered rate is conns / (delay + latency): close to `rate` while latency is small
+ * next to the delay (the case at half load); an achieved rate under 90% is flagged.
+ */
+export async function runWrkPaced({ port, path = "/", headers, rate, seconds, connections, loadPrefix }) {
+  const delayMs = (connections * 1000) / rate;
+  const r = await runWrk({
+    port,
+    path,
+    headers,
+    seconds,
+    connections,
+    threads: 1,
+    loadPrefix,
+    env: { WRK_DELAY_MS: delayMs.toFixed(3) },
+  });
+  return { ...r, clientLagP99: 0, clientLimited: r.rps < 0.9 * rate, paced: "wrk" };
 }
 
 let autocannonMod;

@@ -127,6 +127,8 @@ export function checkTargets(scenarios) {
       value: `${sy.p99Half.toFixed(1)} ms (client-limited)`,
     });
   } else bound("p99 at 50% of max load ≤ 2 ms", sy?.p99Half, 2, "ms");
+  const floorHalf = get("l7-plain", "undici-proxy")?.p99Half;
+  if (Number.isFinite(floorHalf)) out[out.length - 1].floor = `undici floor: ${floorHalf.toFixed(1)} ms`;
   ratio(
     "Full policies (JWT + rate limit + transform): ≥ 0.9× the plain route",
     get("l7-policies", "switchyard-policies"),
