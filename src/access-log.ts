@@ -5,6 +5,7 @@
  */
 import type { ServerResponse } from "node:http";
 import type { FastifyBaseLogger } from "fastify";
+import { releaseTarget } from "../plugins/balance.js";
 import { kState, type RequestState } from "./request-state.js";
 
 export function logAccess(
@@ -31,6 +32,28 @@ export function logAccess(
     },
     "request",
   );
+}
+
+/**
+ * 'close' fires on every ending, finished or aborted (Fastify's onResponse
+ * misses aborts), so the target lease is released here, once, and the access
+ * line written. `this` is the ServerResponse: no closure per request.
+ */
+export function onResponseClose(this: ServerResponse): void {
+  const st = this.req[kState];
+  if (st === undefined) return;
+  const target = st.target?.url;
+  releaseTarget(st as RequestState);
+  // At warn and above (and in benchmarks) the line is not built at all.
+  if (st.request === undefined || !logsInfo(st.request.server.log)) return;
+  logAccess(st, target, this.writableFinished ? this.statusCode : 499, {
+    // HEAD and 304 carry a Content-Length but no body.
+    bytes:
+      st.request?.method === "HEAD" || this.statusCode === 304
+        ? 0
+        : // Fastify writes its head with writeHead(obj): the length is in the reply, not in getHeader().
+          Number(st.reply?.getHeader("content-length") ?? st.contentLength ?? 0) || undefined,
+  });
 }
 
 declare module "./request-state.js" {

@@ -10,7 +10,7 @@
  * that route's encapsulated scope, which carries exactly the hooks the route
  * needs — decided here, once, not per request.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage } from "node:http";
 import Fastify, {
   type FastifyError,
   type FastifyInstance,
@@ -21,18 +21,19 @@ import Fastify, {
 } from "fastify";
 import fp from "fastify-plugin";
 import type { Logger } from "pino";
-import { forwarder, passthroughParser, proxyHandler, releaseTarget } from "../plugins/balance.js";
+import { forwarder, passthroughParser, proxyHandler } from "../plugins/balance.js";
 import { healthChecks } from "../plugins/health.js";
 import l4Tcp from "../plugins/l4-tcp.js";
 import l4Udp from "../plugins/l4-udp.js";
+import { laneable, proxyLane } from "../plugins/proxy-lane.js";
 import { websocketRoute, websockets } from "../plugins/websocket.js";
-import { logAccess, logsInfo } from "./access-log.js";
+import { onResponseClose } from "./access-log.js";
 import type { Config } from "./config/schema.js";
 import { Methods } from "./config/schema.js";
 import { type ErrorCode, errorBody, errors, isGatewayError } from "./errors.js";
 import { buildGeneration, type CompiledRoute, type Generation } from "./generation.js";
 import { policies } from "./policies.js";
-import { genReqId, kState, type RequestState } from "./request-state.js";
+import { genReqId, kState } from "./request-state.js";
 import { matchIncoming } from "./router/incoming.js";
 
 export { genReqId };
@@ -113,16 +114,15 @@ async function routeScope(
   scope.addHook("onRequest", attach);
   for (const p of policies)
     if (p.applies(route.config)) await scope.register(p.plugin, { route, generation });
+  const proxy = respond || route.config.websocket ? undefined : proxyHandler(route);
   scope.route({
     method: Methods as unknown as string[],
     url: "/*",
     constraints: { syRoute: route.id },
-    handler: respond
-      ? respondHandler(respond)
-      : route.config.websocket
-        ? websocketRoute(route)
-        : proxyHandler(route),
+    handler: respond ? respondHandler(respond) : (proxy ?? websocketRoute(route)),
   });
+  if (proxy !== undefined && laneable(route, generation.config))
+    generation.lanes.set(route.id, proxyLane(proxy, scope));
 }
 
 /** Tie the request state to its Fastify objects and to the response's end. */
@@ -132,28 +132,6 @@ function attach(request: FastifyRequest, reply: FastifyReply, done: () => void):
   st.reply = reply;
   reply.raw.once("close", onResponseClose);
   done();
-}
-
-/**
- * 'close' fires on every ending, finished or aborted (Fastify's onResponse
- * misses aborts), so the target lease is released here, once, and the access
- * line written. `this` is the ServerResponse: no closure per request.
- */
-function onResponseClose(this: ServerResponse): void {
-  const st = this.req[kState];
-  if (st === undefined) return;
-  const target = st.target?.url;
-  releaseTarget(st as RequestState);
-  // At warn and above (and in benchmarks) the line is not built at all.
-  if (st.request === undefined || !logsInfo(st.request.log)) return;
-  logAccess(st, target, this.writableFinished ? this.statusCode : 499, {
-    // HEAD and 304 carry a Content-Length but no body.
-    bytes:
-      st.request?.method === "HEAD" || this.statusCode === 304
-        ? 0
-        : // Fastify writes its head with writeHead(obj): the length is in the reply, not in getHeader().
-          Number(st.reply?.getHeader("content-length") ?? st.contentLength ?? 0) || undefined,
-  });
 }
 
 /** Access line for requests that never reached a route. */

@@ -1,0 +1,156 @@
+/**
+ * The forwarding fast lane (plugins/proxy-lane.ts): body-less requests on
+ * policy-free routes are forwarded before Fastify. Each test counts the lane's
+ * answers (a wrapper around the registered lane) and compares them with the
+ * same request taken by Fastify (`Content-Length: 0` declines the lane), so a
+ * lane that drifted from the Fastify path fails here.
+ */
+import assert from "node:assert/strict";
+import type http from "node:http";
+import { Writable } from "node:stream";
+import { after, before, describe, test } from "node:test";
+import pino from "pino";
+import { parseConfig } from "../../src/config/load.js";
+import { Gateway } from "../../src/server.js";
+import { type Backend, backend, deadPort, request } from "../helpers/index.js";
+
+let up: Backend;
+let gw: Gateway;
+let url: string;
+const lines: Record<string, unknown>[] = [];
+const laned = new Map<string, number>();
+
+before(async () => {
+  up = await backend("up");
+  const dead = await deadPort();
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      for (const l of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  const config = parseConfig(`version: 1
+listen: [{ port: 0, host: 127.0.0.1 }]
+shutdownTimeout: 1s
+services:
+  up: { targets: [${up.url}] }
+  down: { targets: ["http://127.0.0.1:${dead}"], retries: { attempts: 0 } }
+  half: { targets: ["http://127.0.0.1:${dead}", "${up.url}"], balancer: round-robin }
+routes:
+  - name: transformed
+    match: { path: /t }
+    service: up
+    transform: { request: { headers: { set: { x-t: "1" } } } }
+  - name: fixed
+    match: { path: /fixed }
+    respond: { status: 204 }
+  - name: down
+    match: { path: /down }
+    service: down
+  - name: half
+    match: { path: /half }
+    service: half
+  - name: plain
+    service: up
+`);
+  gw = await Gateway.start(config, { logger: pino(sink) });
+  url = `http://127.0.0.1:${gw.addresses[0].port}`;
+  for (const [id, lane] of gw.generation.lanes)
+    gw.generation.lanes.set(id, (req, res, st) => {
+      const served = lane(req, res, st);
+      if (served) laned.set(st.route.name, (laned.get(st.route.name) ?? 0) + 1);
+      return served;
+    });
+});
+after(async () => {
+  await gw.close(500);
+  await up.close();
+});
+
+const get = (path: string, headers: http.OutgoingHttpHeaders = {}) => request(url, { path, headers });
+/** The same request, declined by the lane (an empty body): Fastify's answer. */
+const viaFastify = (path: string, headers: http.OutgoingHttpHeaders = {}) =>
+  request(url, { path, headers: { ...headers, "content-length": "0" } });
+const count = (name: string) => laned.get(name) ?? 0;
+
+const PER_RESPONSE = new Set(["date", "x-request-id", "content-length"]);
+const stable = (h: http.IncomingHttpHeaders) =>
+  Object.fromEntries(Object.entries(h).filter(([k]) => !PER_RESPONSE.has(k)));
+
+describe("forwarding fast lane", () => {
+  test("only routes without policy, respond or websocket get a lane", () => {
+    const names = [...gw.generation.lanes.keys()].map(
+      (id) => gw.generation.routes.find((r) => r.id === id)?.config.name,
+    );
+    assert.deepEqual(names.sort(), ["down", "half", "plain"]);
+  });
+
+  test("a laned answer equals Fastify's, and the upstream sees the same forwarded headers", async () => {
+    const before = count("plain");
+    const a = await get("/x?q=1", {
+      "x-request-id": "lane-1",
+      connection: "keep-alive, x-drop",
+      "x-drop": "1",
+    });
+    assert.equal(count("plain"), before + 1, "answered by the lane");
+    const b = await viaFastify("/x?q=1", {
+      "x-request-id": "fast-1",
+      connection: "keep-alive, x-drop",
+      "x-drop": "1",
+    });
+    assert.equal(count("plain"), before + 1, "declined with a body");
+    assert.equal(a.status, 200);
+    assert.deepEqual(stable(a.headers), stable(b.headers));
+    assert.equal(a.headers["x-request-id"], "lane-1");
+    const sa = a.json<{ url: string; headers: Record<string, string> }>();
+    const sb = b.json<{ url: string; headers: Record<string, string> }>();
+    assert.equal(sa.url, "/x?q=1");
+    assert.equal(sa.headers["x-request-id"], "lane-1");
+    assert.equal(sa.headers["x-drop"], undefined, "a field Connection names stays behind");
+    assert.equal(sa.headers["x-forwarded-for"], "127.0.0.1");
+    const { "x-request-id": _a, "content-length": _ca, ...ha } = sa.headers;
+    const { "x-request-id": _b, "content-length": _cb, ...hb } = sb.headers;
+    assert.deepEqual(ha, hb);
+  });
+
+  test("a policy route is never laned: its transform still applies", async () => {
+    const r = await get("/t");
+    assert.equal(r.json<{ headers: Record<string, string> }>().headers["x-t"], "1");
+    assert.equal(count("transformed"), 0);
+  });
+
+  test("an upstream failure is the same SPEC JSON error as through Fastify", async () => {
+    const before = count("down");
+    const a = await get("/down");
+    assert.equal(count("down"), before + 1);
+    const b = await viaFastify("/down");
+    assert.equal(a.status, 502);
+    assert.equal(b.status, 502);
+    assert.deepEqual(stable(a.headers), stable(b.headers));
+    const ja = a.json();
+    const jb = b.json();
+    assert.equal(ja.requestId, a.headers["x-request-id"]);
+    assert.deepEqual({ ...ja, requestId: 0 }, { ...jb, requestId: 0 });
+    assert.equal(ja.code, "SY_UPSTREAM_CONNECT");
+  });
+
+  test("a connect failure is retried on the next target inside the lane", async () => {
+    const before = count("half");
+    const answers = await Promise.all([get("/half"), get("/half"), get("/half"), get("/half")]);
+    assert.equal(count("half"), before + 4);
+    for (const r of answers) assert.equal(r.status, 200);
+  });
+
+  test("the lane's access line has the same fields as Fastify's", async () => {
+    const a = await get("/logged");
+    const b = await viaFastify("/logged");
+    await new Promise((r) => setImmediate(r));
+    const line = (id: unknown) => lines.find((l) => l.msg === "request" && l.reqId === id);
+    const la = line(a.headers["x-request-id"]);
+    const lb = line(b.headers["x-request-id"]);
+    assert.ok(la && lb, "both requests logged");
+    assert.deepEqual(Object.keys(la).sort(), Object.keys(lb).sort());
+    for (const k of ["method", "path", "route", "service", "target", "statusCode", "bytes", "remoteAddress"])
+      assert.deepEqual(la[k], lb[k], k);
+  });
+});
