@@ -4,6 +4,8 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { Writable } from "node:stream";
+import pino from "pino";
 import { parseConfig } from "../../src/config/load.js";
 import { Gateway } from "../../src/server.js";
 
@@ -62,10 +64,10 @@ export interface Running {
 }
 
 /** Start a gateway from YAML; `listen` is forced to 127.0.0.1:0 when the text has none. */
-export async function gateway(yaml: string): Promise<Running> {
+export async function gateway(yaml: string, opts: { logger?: pino.Logger } = {}): Promise<Running> {
   const text = /^listen:/m.test(yaml) ? yaml : `listen: [{ port: 0, host: 127.0.0.1 }]\n${yaml}`;
   const config = parseConfig(`version: 1\nshutdownTimeout: 1s\n${text}`);
-  const gw = await Gateway.start(config);
+  const gw = await Gateway.start(config, opts);
   const { port } = gw.addresses[0];
   return { gw, port, url: `http://127.0.0.1:${port}`, close: () => gw.close(500) };
 }
@@ -111,4 +113,31 @@ export function request(
     req.on("error", fail);
     req.end(opts.body);
   });
+}
+
+/** A pino logger whose JSON lines land in `lines` (access-line assertions). */
+export function capturingLogger(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      for (const l of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  return { logger: pino(sink), lines };
+}
+
+/**
+ * Wrap every fast lane of the gateway's generation to count, per route name,
+ * the requests it answered: tests prove which path served a request.
+ */
+export function countLanes(gw: Gateway): Map<string, number> {
+  const laned = new Map<string, number>();
+  for (const [id, lane] of gw.generation.lanes)
+    gw.generation.lanes.set(id, (req, res, st) => {
+      const served = lane(req, res, st);
+      if (served) laned.set(st.route.name, (laned.get(st.route.name) ?? 0) + 1);
+      return served;
+    });
+  return laned;
 }

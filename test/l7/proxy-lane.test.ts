@@ -7,31 +7,30 @@
  */
 import assert from "node:assert/strict";
 import type http from "node:http";
-import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
-import pino from "pino";
-import { parseConfig } from "../../src/config/load.js";
-import { Gateway } from "../../src/server.js";
-import { type Backend, backend, deadPort, request } from "../helpers/index.js";
+import type { Gateway } from "../../src/server.js";
+import {
+  type Backend,
+  backend,
+  capturingLogger,
+  countLanes,
+  deadPort,
+  gateway,
+  type Running,
+  request,
+} from "../helpers/index.js";
 
 let up: Backend;
+let running: Running;
 let gw: Gateway;
 let url: string;
-const lines: Record<string, unknown>[] = [];
-const laned = new Map<string, number>();
+let lines: Record<string, unknown>[] = [];
+let laned = new Map<string, number>();
 
 before(async () => {
   up = await backend("up");
   const dead = await deadPort();
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      for (const l of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  const config = parseConfig(`version: 1
-listen: [{ port: 0, host: 127.0.0.1 }]
-shutdownTimeout: 1s
+  const yaml = `
 services:
   up: { targets: [${up.url}] }
   down: { targets: ["http://127.0.0.1:${dead}"], retries: { attempts: 0 } }
@@ -52,18 +51,16 @@ routes:
     service: half
   - name: plain
     service: up
-`);
-  gw = await Gateway.start(config, { logger: pino(sink) });
-  url = `http://127.0.0.1:${gw.addresses[0].port}`;
-  for (const [id, lane] of gw.generation.lanes)
-    gw.generation.lanes.set(id, (req, res, st) => {
-      const served = lane(req, res, st);
-      if (served) laned.set(st.route.name, (laned.get(st.route.name) ?? 0) + 1);
-      return served;
-    });
+`;
+  const log = capturingLogger();
+  lines = log.lines;
+  running = await gateway(yaml, { logger: log.logger });
+  gw = running.gw;
+  url = running.url;
+  laned = countLanes(gw);
 });
 after(async () => {
-  await gw.close(500);
+  await running.close();
   await up.close();
 });
 
