@@ -99,14 +99,31 @@ function removeDotSegments(path: string): string {
  * match and forward, or null when the request must be rejected with 400
  * SY_BAD_PATH: a path not starting with "/" (also absolute-form and "*"
  * targets — the caller must reduce those first), an encoded "/" or "\", a raw
- * "\", a NUL, or invalid percent-encoding. Returns its argument unchanged when
- * it is already normal (no allocation).
+ * "\", a NUL, invalid percent-encoding, or encoded bytes that are not UTF-8.
+ * Returns its argument unchanged when it is already normal (no allocation).
  */
 export function normalizePath(rawPath: string): string | null {
   if (rawPath.charCodeAt(0) !== SLASH) return null;
   if (!NEEDS_WORK.test(rawPath)) return rawPath;
   const decoded = decodeUnreserved(rawPath);
-  return decoded === null ? null : removeDotSegments(decoded);
+  if (decoded === null || !validUtf8(decoded)) return null;
+  return removeDotSegments(decoded);
+}
+
+/**
+ * Percent-encoded bytes must spell valid UTF-8 (RFC 3986 §2.5, and what
+ * Fastify's router requires): an overlong "/" (%C0%AF), a lone %FF or a cut
+ * sequence is an attempt to smuggle a path past matching, refused like %2F.
+ * decodeURIComponent rejects exactly those (overlong forms included).
+ */
+function validUtf8(path: string): boolean {
+  if (!path.includes("%")) return true;
+  try {
+    decodeURIComponent(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -110,6 +110,18 @@ describe("forwarding fast lane", () => {
     assert.deepEqual(ha, hb);
   });
 
+  test("a path whose encoded bytes are not UTF-8 is 400 SY_BAD_PATH on both paths, never forwarded", async () => {
+    const hits = up.hits;
+    for (const path of ["/x%C0%AF", "/%FF", "/a%E2%82"]) {
+      const a = await get(path);
+      const b = await viaFastify(path);
+      assert.equal(a.status, 400, path);
+      assert.equal(a.json().code, "SY_BAD_PATH", path);
+      assert.equal(b.status, 400, path);
+    }
+    assert.equal(up.hits, hits, "nothing reached the upstream");
+  });
+
   test("a policy route is never laned: its transform still applies", async () => {
     const r = await get("/t");
     assert.equal(r.json<{ headers: Record<string, string> }>().headers["x-t"], "1");

@@ -49,6 +49,13 @@ describe("normalizePath", () => {
     ["/a\u0000b", null],
     ["/%zz", null],
     ["/%", null],
+    // Encoded bytes must be UTF-8: an overlong "/" (%C0%AF), a lone byte, a cut sequence.
+    ["/x%C0%AF", null],
+    ["/x%c0%af/../admin", null],
+    ["/%FF", null],
+    ["/a%E2%82", null],
+    ["/caf%C3%A9", "/caf%C3%A9"],
+    ["/%E2%82%AC/./x", "/%E2%82%AC/x"],
     ["/a%4", null],
     ["/a%4g", null],
     ["", null],
