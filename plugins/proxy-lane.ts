@@ -19,7 +19,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest }
 import type { Agent } from "undici";
 import { onResponseClose } from "../src/access-log.js";
 import type { Config } from "../src/config/schema.js";
-import { type ErrorCode, errorBody, isGatewayError } from "../src/errors.js";
+import { closesConnection, errorBody, errorCodeOf } from "../src/errors.js";
 import type { CompiledRoute, Lane } from "../src/generation.js";
 import { policies } from "../src/policies.js";
 import { genReqId, kState } from "../src/request-state.js";
@@ -92,9 +92,9 @@ class LaneReply {
     this.pending[name] = value;
     return this;
   }
-  /** Only errors are sent this way (answers stream from onHead): app.ts's errorHandler, raw. */
+  /** Only errors are sent this way (answers stream from onHead): app.ts's errorHandler and sendError, raw. */
   send(err: unknown): this {
-    const code: ErrorCode = isGatewayError(err) ? err.code : "SY_INTERNAL";
+    const code = errorCodeOf(err);
     if (code === "SY_INTERNAL") this.request.log.error({ err }, "unexpected error");
     if (this.sent) {
       this.raw.destroy();
@@ -109,7 +109,7 @@ class LaneReply {
       "content-type": "application/json; charset=utf-8",
       "content-length": length,
     };
-    if (code === "SY_BAD_REQUEST" || code === "SY_BODY_TOO_LARGE") headers.connection = "close";
+    if (closesConnection(code)) headers.connection = "close";
     const st = this.raw.req[kState];
     if (st !== undefined) st.contentLength = length; // writeHead(obj) is not getHeader()'s
     this.raw.writeHead(body.statusCode, headers);

@@ -30,7 +30,7 @@ import { websocketRoute, websockets } from "../plugins/websocket.js";
 import { onResponseClose } from "./access-log.js";
 import type { Config } from "./config/schema.js";
 import { Methods } from "./config/schema.js";
-import { type ErrorCode, errorBody, errors, isGatewayError } from "./errors.js";
+import { closesConnection, type ErrorCode, errorBody, errorCodeOf, errors } from "./errors.js";
 import { buildGeneration, type CompiledRoute, type Generation } from "./generation.js";
 import { policies } from "./policies.js";
 import { genReqId, kState } from "./request-state.js";
@@ -155,7 +155,7 @@ function respondHandler(respond: NonNullable<CompiledRoute["config"]["respond"]>
 
 function sendError(reply: FastifyReply, code: ErrorCode, requestId: string, message?: string): void {
   const body = errorBody(code, requestId, message);
-  if (code === "SY_BAD_REQUEST" || code === "SY_BODY_TOO_LARGE") reply.header("connection", "close");
+  if (closesConnection(code)) reply.header("connection", "close");
   reply
     .code(body.statusCode)
     .header("x-request-id", requestId)
@@ -170,12 +170,9 @@ function errorHandler(
   request: FastifyRequest,
   reply: FastifyReply,
 ) {
-  if (isGatewayError(error)) return sendError(reply, error.code, request.id);
-  const status = error.statusCode ?? 500;
-  if (status === 413) return sendError(reply, "SY_BODY_TOO_LARGE", request.id);
-  if (status >= 400 && status < 500) return sendError(reply, "SY_BAD_REQUEST", request.id);
-  request.log.error({ err: error }, "unexpected error");
-  sendError(reply, "SY_INTERNAL", request.id);
+  const code = errorCodeOf(error);
+  if (code === "SY_INTERNAL") request.log.error({ err: error }, "unexpected error");
+  sendError(reply, code, request.id);
 }
 
 export interface BuildOptions {

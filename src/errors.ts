@@ -39,6 +39,20 @@ export function isGatewayError(err: unknown): err is Error & { code: ErrorCode; 
   return typeof (err as { code?: unknown })?.code === "string" && (err as { code: string }).code in table;
 }
 
+/** The SPEC §5 code for any error a request ends with: ours as they are, a 413 or 4xx by status, else SY_INTERNAL. */
+export function errorCodeOf(err: unknown): ErrorCode {
+  if (isGatewayError(err)) return err.code;
+  const status = (err as { statusCode?: number } | undefined)?.statusCode ?? 500;
+  if (status === 413) return "SY_BODY_TOO_LARGE";
+  if (status >= 400 && status < 500) return "SY_BAD_REQUEST";
+  return "SY_INTERNAL";
+}
+
+/** Errors after which the connection is closed (the request's body may not have been read). */
+export function closesConnection(code: ErrorCode): boolean {
+  return code === "SY_BAD_REQUEST" || code === "SY_BODY_TOO_LARGE";
+}
+
 export interface ErrorBody {
   statusCode: number;
   error: string;
