@@ -40,13 +40,18 @@ export function varyValues(
 }
 
 /**
- * Recent digests: a hot key is hashed once, not per request. Bounded, and
- * simply emptied when full (keys carry client-chosen values: no unbounded map).
+ * Recent digests: a hot key is hashed once, not per request. Bounded in
+ * count (emptied when full) and in size (inputs up to RECENT_LONGEST chars):
+ * keys carry client-chosen values, so at most ~5 MB.
  */
 const recent = new Map<string, string>();
 const RECENT_MAX = 10_000;
 
+/** Longer inputs (long queries, big vary values) are hashed each time: the memo stays small. */
+const RECENT_LONGEST = 256;
+
 function digest(s: string): string {
+  if (s.length > RECENT_LONGEST) return createHash("sha256").update(s).digest("base64url");
   let d = recent.get(s);
   if (d === undefined) {
     d = createHash("sha256").update(s).digest("base64url");
