@@ -146,9 +146,10 @@ export class Gateway {
 }
 
 /**
- * The fast lane (issue 6): a route that can answer a request by itself — a
- * fresh cache hit in process memory — does so here, without Fastify's
- * request, reply, child logger and hooks, which cost more than the answer.
+ * The fast lanes (issue 6): a route that can answer a request by itself — a
+ * fresh cache hit in process memory (plugins/cache.ts), a body-less request
+ * on a route without policies (plugins/proxy-lane.ts) — does so here, without
+ * Fastify's request, reply, child logger and hooks.
  * Anything else (and any request the lane declines) goes to Fastify, which
  * reads the match made here instead of matching again.
  */
