@@ -27,7 +27,7 @@ import { pipeline, type Readable } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
-import { laneAccessLogger, logsInfo } from "../src/access-log.js";
+import { logsInfo, onResponseClose } from "../src/access-log.js";
 import { Capture } from "../src/cache/capture.js";
 import { isConditional, notModified, notModifiedHeaders } from "../src/cache/conditional.js";
 import {
@@ -45,7 +45,8 @@ import {
 import { hostOf, primaryKey, variantKey, varyHash, varyValues } from "../src/cache/key.js";
 import { isRefresh, REFRESH_HEADER, REFRESH_TOKEN } from "../src/cache/refresh.js";
 import { bytes, ms } from "../src/config/duration.js";
-import { type PolicyOptions, policies } from "../src/policies.js";
+import { LaneReply, LaneRequest } from "../src/lane-exchange.js";
+import { laneable, type PolicyOptions } from "../src/policies.js";
 import { genReqId, kState } from "../src/request-state.js";
 import { useStore } from "../src/store/index.js";
 
@@ -378,17 +379,10 @@ export const cachePolicy = fp(
      * 304s included, is declined and goes through cacheLookup as always.
      * trustProxy changes what a request's scheme is, so it keeps the lane off.
      */
-    const onlyCache = policies.every((p) => p.name === "cache" || !p.applies(route.config));
-    if (
-      onlyCache &&
-      methods.has("GET") &&
-      store.kind === "memory" &&
-      !generation.config.trustProxy &&
-      route.config.respond === undefined &&
-      !route.config.websocket
-    ) {
+    if (laneable(route, generation.config, ["cache"]) && methods.has("GET") && store.kind === "memory") {
+      // The access line and lease release as on the Fastify path, when lines are written at all.
       const logging = logsInfo(scope.log);
-      const onClose = laneAccessLogger(scope.log);
+      const server = { syAgent: scope.syAgent, log: scope.log };
       generation.lanes.set(route.id, function cacheHitLane(req, res, st) {
         const h = req.headers;
         if (
@@ -412,8 +406,10 @@ export const cachePolicy = fp(
         const reqId = genReqId(req);
         st.cache = "hit";
         if (logging) {
-          st.lane = { reqId, start: performance.now() };
-          res.once("close", onClose);
+          const request = new LaneRequest(req, reqId, server);
+          st.request = request as unknown as FastifyRequest;
+          st.reply = new LaneReply(res, request) as unknown as FastifyReply;
+          res.once("close", onResponseClose);
         }
         const out: OutgoingHttpHeaders = {
           ...entry.headers,

@@ -56,40 +56,6 @@ export function onResponseClose(this: ServerResponse): void {
   });
 }
 
-declare module "./request-state.js" {
-  interface RequestState {
-    /** A request answered by a fast lane: its id and start (performance.now()), for its access line. */
-    lane?: { reqId: string; start: number };
-  }
-}
-
-/**
- * The access-line writer for requests a fast lane answers (server.ts): the
- * same fields under the same `reqId` binding, read from Node's objects since
- * Fastify never saw the request. Made once per route; the response is `this`.
- */
-export function laneAccessLogger(log: FastifyBaseLogger) {
-  return function onLaneClose(this: ServerResponse): void {
-    const st = this.req[kState];
-    if (st?.lane === undefined) return;
-    const req = this.req;
-    log.info(
-      {
-        reqId: st.lane.reqId,
-        method: req.method,
-        path: st.path,
-        route: st.route.name,
-        statusCode: this.writableFinished ? this.statusCode : 499,
-        bytes: req.method === "HEAD" ? 0 : Number(st.contentLength) || undefined,
-        responseTime: Math.round((performance.now() - st.lane.start) * 1000) / 1000,
-        remoteAddress: req.socket.remoteAddress,
-        cache: st.cache,
-      },
-      "request",
-    );
-  };
-}
-
 /** Whether `log` writes info lines (Fastify's placeholder logger, without pino's API, does not). */
 export function logsInfo(log: FastifyBaseLogger): boolean {
   const l = log as FastifyBaseLogger & { isLevelEnabled?: (level: string) => boolean };

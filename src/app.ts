@@ -25,14 +25,14 @@ import { forwarder, passthroughParser, proxyHandler } from "../plugins/balance.j
 import { healthChecks } from "../plugins/health.js";
 import l4Tcp from "../plugins/l4-tcp.js";
 import l4Udp from "../plugins/l4-udp.js";
-import { laneable, proxyLane } from "../plugins/proxy-lane.js";
+import { proxyLane } from "../plugins/proxy-lane.js";
 import { websocketRoute, websockets } from "../plugins/websocket.js";
 import { onResponseClose } from "./access-log.js";
 import type { Config } from "./config/schema.js";
 import { Methods } from "./config/schema.js";
 import { closesConnection, type ErrorCode, errorBody, errorCodeOf, errors } from "./errors.js";
 import { buildGeneration, type CompiledRoute, type Generation } from "./generation.js";
-import { policies } from "./policies.js";
+import { laneable, policies } from "./policies.js";
 import { genReqId, kState } from "./request-state.js";
 import { matchIncoming } from "./router/incoming.js";
 

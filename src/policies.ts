@@ -11,7 +11,7 @@ import { cachePolicy } from "../plugins/cache.js";
 import { cors } from "../plugins/cors.js";
 import { limitsAfterAuth, rateLimitPolicy } from "../plugins/rate-limit.js";
 import { stripClaimHeaders, transform } from "../plugins/transform.js";
-import type { RouteConfig } from "./config/schema.js";
+import type { Config, RouteConfig } from "./config/schema.js";
 import type { CompiledRoute, Generation } from "./generation.js";
 
 export interface PolicyOptions {
@@ -23,6 +23,21 @@ export interface Policy {
   name: string;
   applies(route: RouteConfig): boolean;
   plugin: FastifyPluginAsync<PolicyOptions>;
+}
+
+/**
+ * Whether `route` may answer on a fast lane (server.ts): no policy but
+ * `allowed` applies, no fixed answer, no upgrades, and no trusted proxies
+ * (Fastify resolves the client address chain and scheme).
+ */
+export function laneable(route: CompiledRoute, config: Config, allowed: readonly string[] = []): boolean {
+  const r = route.config;
+  return (
+    !config.trustProxy &&
+    r.respond === undefined &&
+    !r.websocket &&
+    policies.every((p) => allowed.includes(p.name) || !p.applies(r))
+  );
 }
 
 export const policies: Policy[] = [
