@@ -198,7 +198,9 @@ export function proxyHandler(route: CompiledRoute) {
   const fromOptions = {
     getUpstream: (req: FastifyRequest) => req.raw[kState]!.target!.origin,
     queryString: (_search: string, _url: string, req: FastifyRequest) => req.raw[kState]!.query,
-    rewriteRequestHeaders,
+    // reply-from's copy still has the fixed hop-by-hop fields (it drops only Connection's names).
+    rewriteRequestHeaders: (request: FastifyRequest, headers: IncomingHttpHeaders) =>
+      rewriteRequestHeaders(request, copyEndToEnd(headers, {} as IncomingHttpHeaders)),
     rewriteHeaders,
     onError,
     onResponse,
@@ -499,13 +501,16 @@ export function upstreamError(code: string) {
       : new errors.SY_UPSTREAM_RESET();
 }
 
+/**
+ * Host, X-Forwarded-For/Proto/Host and X-Request-Id on `headers`, which every
+ * caller has already reduced to end-to-end fields with copyEndToEnd.
+ */
 export function rewriteRequestHeaders(
   request: FastifyRequest,
   headers: IncomingHttpHeaders,
 ): IncomingHttpHeaders {
   const st = request.raw[kState]!;
   const clientHost = request.raw.headers.host ?? (request.raw.headers[":authority"] as string | undefined);
-  for (const h of HOP_BY_HOP) if (headers[h] !== undefined) delete headers[h];
   headers.host = st.route.hostRewrite ?? clientHost;
   // Untrusted clients cannot plant an address chain: the list starts with what we saw.
   const prior = request.headers["x-forwarded-for"];

@@ -261,13 +261,9 @@ function deadline(req: http.ClientRequest, after: number, code: string): NodeJS.
 
 /** The client's handshake headers for the target: hop-by-hop dropped except the upgrade itself. */
 function handshakeHeaders(request: FastifyRequest): IncomingHttpHeaders {
-  const h: IncomingHttpHeaders = { ...request.headers };
-  // RFC 9110 §7.6.1: names listed in Connection are hop-by-hop too (here, all but "upgrade").
-  for (const name of String(h.connection ?? "").split(",")) {
-    const n = name.trim().toLowerCase();
-    if (n && n !== "upgrade") delete h[n];
-  }
-  rewriteRequestHeaders(request, h); // Host, X-Forwarded-*, X-Request-Id, hop-by-hop removal
+  // End-to-end fields only (the forwarder's copy), then Host, X-Forwarded-*, X-Request-Id; the
+  // upgrade itself is the one hop-by-hop exchange passed on.
+  const h = rewriteRequestHeaders(request, copyEndToEnd(request.headers, {} as IncomingHttpHeaders));
   h.connection = "Upgrade";
   h.upgrade = request.headers.upgrade;
   return h;

@@ -78,6 +78,32 @@ routes:
     assert.equal(h.host, "shop.test:8080", "the client's Host is kept by default");
   });
 
+  test("the same hop-by-hop rules on a route that goes through reply-from (a response transform)", async () => {
+    const g = await gateway(
+      `services: { s: { targets: [${echo.url}] } }\nroutes: [{ name: r, service: s, transform: { response: { headers: { set: { x-r: "1" } } } } }]\n`,
+    );
+    try {
+      const r = await request(g.url, {
+        path: "/x",
+        headers: {
+          connection: "keep-alive, x-secret",
+          "x-secret": "1",
+          "keep-alive": "timeout=5",
+          te: "gzip",
+        },
+      });
+      assert.equal(r.headers["x-r"], "1", "went through the response-transform (reply-from) path");
+      const h = r.json().headers as Record<string, string>;
+      assert.equal(h["x-secret"], undefined);
+      assert.equal(h["keep-alive"], undefined);
+      assert.equal(h.te, undefined);
+      assert.equal(h["x-forwarded-for"], "127.0.0.1");
+      assert.match(h["x-request-id"], /^[0-9a-f-]{36}$/);
+    } finally {
+      await g.close();
+    }
+  });
+
   test("response headers named by the upstream's Connection header are dropped (RFC 9110 §7.6.1)", async () => {
     const up = await backend("conn", (_req, res) => {
       res.setHeader("connection", "x-hop");
