@@ -47,6 +47,15 @@ class Upstream extends EventEmitter {
   }
 }
 
+/** A promise the test resolves itself: upstream handlers wait on it to hold their answers. */
+function gated(): { gate: Promise<void>; release: () => void } {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  return { gate, release };
+}
+
 let up: Upstream;
 let gw: Running;
 let n = 0;
@@ -367,10 +376,7 @@ describe("cache: freshness", () => {
 describe("cache: stale, coalescing, size", () => {
   test("staleWhileRevalidate: STALE at once, one background refresh, then the new body", async () => {
     const p = `/swr${fresh()}`;
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
+    const { gate, release } = gated();
     up.handlers.set(p, (_q, res, k) => {
       const send = () => {
         res.writeHead(200, { "content-type": "text/plain" });
@@ -448,10 +454,7 @@ routes:
 
   test("coalescing: 10 concurrent misses make one upstream request and all get its response", async () => {
     const p = fresh();
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
+    const { gate, release } = gated();
     up.handlers.set(p, (_q, res, k) => {
       void gate.then(() => {
         res.writeHead(200, { "content-type": "text/plain" });
@@ -474,10 +477,7 @@ routes:
 
   test("without coalesce, concurrent misses each go upstream", async () => {
     const p = `/nc${fresh()}`;
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
+    const { gate, release } = gated();
     up.handlers.set(p, (_q, res, k) => void gate.then(() => res.end(`n ${k}`)));
     const hits: Promise<unknown>[] = [];
     let seen = 0;
@@ -498,10 +498,7 @@ routes:
 
   test("coalesced waiters go upstream themselves when the first answer is not storable", async () => {
     const p = fresh();
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
+    const { gate, release } = gated();
     up.handlers.set(p, (_q, res, k) => {
       void gate.then(() => {
         res.writeHead(200, { "cache-control": "private" });
@@ -520,10 +517,7 @@ routes:
 
   test("a miss streams: the client has the first bytes before the upstream has sent the rest", async () => {
     const p = fresh();
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
+    const { gate, release } = gated();
     up.handlers.set(p, (_q, res) => {
       res.writeHead(200, { "content-type": "text/plain" });
       res.write("first;");
