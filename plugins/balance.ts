@@ -409,7 +409,7 @@ export function proxyHandler(route: CompiledRoute) {
 /** The balancer's choice for this request, excluding targets it already tried. */
 export function pickFor(request: FastifyRequest, st: RequestState, service: Service): Target | undefined {
   const ip = request.ip;
-  return service.pick({ ip, key: service.keyOf?.(request.raw, st.path, ip), exclude: st.tried });
+  return service.pick({ ip, key: service.keyOf?.(request.raw, st.path, ip, st.query), exclude: st.tried });
 }
 
 /** Never pick `target` again for this request. */

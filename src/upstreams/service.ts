@@ -30,7 +30,8 @@ export interface ServiceTimeouts {
 }
 
 /** Extracts the consistent-hash key from an L7 request (decided at load time). */
-export type KeyFn = (req: IncomingMessage, path: string, ip: string) => string | undefined;
+/** The consistent-hash key of a request: `path` and `query` as the router split and normalised them. */
+export type KeyFn = (req: IncomingMessage, path: string, ip: string, query: string) => string | undefined;
 
 export class Service {
   readonly targets: readonly Target[];
@@ -169,11 +170,8 @@ function keyFunction(hash: ServiceConfig["hash"]): KeyFn {
     case "query": {
       // Decoded like the router's query match (URLSearchParams: first occurrence, + as space).
       const param = hash?.name ?? "";
-      return (req) => {
-        const url = req.url ?? "";
-        const q = url.indexOf("?");
-        return q < 0 ? undefined : (new URLSearchParams(url.slice(q + 1)).get(param) ?? undefined);
-      };
+      return (_req, _path, _ip, query) =>
+        query === "" ? undefined : (new URLSearchParams(query).get(param) ?? undefined);
     }
     default:
       return (_req, _path, ip) => ip;
