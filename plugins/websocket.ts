@@ -24,12 +24,7 @@
  * generation's onClose, after the drain period) open tunnels are closed with
  * 1012 "service restart".
  */
-import http, {
-  type IncomingHttpHeaders,
-  type IncomingMessage,
-  ServerResponse,
-  STATUS_CODES,
-} from "node:http";
+import http, { type IncomingHttpHeaders, type IncomingMessage, ServerResponse } from "node:http";
 import https from "node:https";
 import { isIP, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -37,7 +32,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { logAccess } from "../src/access-log.js";
 import { ms } from "../src/config/duration.js";
-import { type ErrorCode, errorBody, errors, statusOf } from "../src/errors.js";
+import { type ErrorCode, errors, rawErrorResponse } from "../src/errors.js";
 import type { CompiledRoute, Generation } from "../src/generation.js";
 import { genReqId, kState, type RequestState } from "../src/request-state.js";
 import { matchIncoming } from "../src/router/incoming.js";
@@ -166,13 +161,7 @@ function serve(app: FastifyInstance, req: IncomingMessage, socket: Duplex): void
 
 /** SPEC §5 JSON on a bare socket, then close. */
 function reject(socket: Duplex, req: IncomingMessage, code: ErrorCode, message?: string): void {
-  const id = genReqId(req);
-  const body = JSON.stringify(errorBody(code, id, message));
-  const status = statusOf(code);
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  socket.end(rawErrorResponse(code, genReqId(req), message));
 }
 
 /** Send the handshake to a balanced target; a connect failure moves to the next one. */

@@ -76,12 +76,13 @@ export function statusOf(code: ErrorCode): number {
   return table[code][0];
 }
 
-/** Raw JSON for places without a Fastify reply (clientError on a bare socket). */
-export function rawErrorResponse(code: ErrorCode, requestId: string): string {
-  const body = JSON.stringify(errorBody(code, requestId));
+/** Raw JSON for places without a Fastify reply (clientError on a bare socket, a refused upgrade). */
+export function rawErrorResponse(code: ErrorCode, requestId: string, message?: string): string {
+  const body = JSON.stringify(errorBody(code, requestId, message));
   const status = statusOf(code);
+  // X-Request-Id goes back to the client on every answer (SPEC §3), these included.
   return (
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+    `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`
   );
 }

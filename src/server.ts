@@ -23,6 +23,7 @@ import { buildGeneration, type Generation } from "./generation.js";
 import { listenError } from "./l4/listen-error.js";
 import { compileSniRoute } from "./l4/sni-route.js";
 import { L4Listeners } from "./l4-listeners.js";
+import { kState } from "./request-state.js";
 import { matchIncoming } from "./router/incoming.js";
 import { carryOver } from "./upstreams/carry-over.js";
 
@@ -197,7 +198,10 @@ function createServer(l: ListenerConfig, handler: http.RequestListener, baseDir 
 
 /** Malformed, oversized or too-slow requests get SPEC §5 JSON, then the connection closes. */
 function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-  if (!socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+  // A request already answering (head sent) can only be cut off; one still reading its body
+  // (requestTimeout) gets its 408, as Node's own handler does, under the id it already has.
+  const msg = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+  if (!socket.writable || msg?.headersSent) {
     socket.destroy();
     return;
   }
@@ -208,7 +212,7 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
     socket.destroy();
     return;
   }
-  socket.end(rawErrorResponse(code, randomUUID()));
+  socket.end(rawErrorResponse(code, msg?.req[kState]?.request?.id ?? randomUUID()));
 }
 
 function listen(server: Server, l: ListenerConfig): Promise<Server> {

@@ -47,6 +47,28 @@ routes:
     assert.ok(Date.now() - t0 < 4000);
   });
 
+  test("a body that arrives too slowly: 408 SY_REQUEST_TIMEOUT under the request's own id", async () => {
+    const t0 = Date.now();
+    const raw = await new Promise<string>((ok) => {
+      const s = net.connect(gw.port, "127.0.0.1", () =>
+        s.write("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab"),
+      );
+      let out = "";
+      s.on("data", (c) => {
+        out += c;
+      });
+      s.on("close", () => ok(out));
+      setTimeout(() => s.destroy(), 5000).unref();
+    });
+    assert.match(raw, /^HTTP\/1\.1 408 /);
+    const id = /\r\nX-Request-Id: ([^\r]+)\r\n/i.exec(raw)?.[1];
+    assert.ok(id, "the 408 carries X-Request-Id");
+    const body = JSON.parse(raw.slice(raw.indexOf("\r\n\r\n") + 4));
+    assert.equal(body.code, "SY_REQUEST_TIMEOUT");
+    assert.equal(body.requestId, id);
+    assert.ok(Date.now() - t0 < 4000);
+  });
+
   test("an upstream that resets the connection: 502 SY_UPSTREAM_RESET", async () => {
     const r = await request(gw.url, { path: "/reset" });
     assert.equal(r.status, 502);

@@ -248,6 +248,11 @@ routes:
     const big = await request(gw.url, { path: "/x", headers: { "x-big": "a".repeat(20_000) } });
     assert.equal(big.status, 431);
     assert.equal(big.json().code, "SY_HEADERS_TOO_LARGE");
+    assert.equal(
+      big.headers["x-request-id"],
+      big.json().requestId,
+      "X-Request-Id on a bare-socket answer too",
+    );
     const raw = await new Promise<string>((ok) => {
       const s = net.connect(gw.port, "127.0.0.1", () => {
         s.write(
