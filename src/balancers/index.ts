@@ -1,8 +1,10 @@
 /**
- * Balancer registry: name in routes.yaml → factory. The config schema validates the name
- * (its enum can be built from `balancerNames`); createBalancer() still throws on an unknown
- * one so a programming error cannot silently fall back to another algorithm.
+ * Balancer registry: name in routes.yaml → factory, keyed by the schema's own list
+ * (BalancerNames), so a name cannot be added to one and not the other. createBalancer()
+ * still throws on an unknown one so a programming error cannot silently fall back to
+ * another algorithm.
  */
+import type { BalancerNames } from "../config/schema.js";
 import type { Target } from "../upstreams/target.js";
 import { consistentHash } from "./consistent-hash.js";
 import { ipHash } from "./ip-hash.js";
@@ -12,13 +14,7 @@ import { random } from "./random.js";
 import { roundRobin } from "./round-robin.js";
 import type { Balancer, BalancerFactory } from "./types.js";
 
-export type BalancerName =
-  | "round-robin"
-  | "least-connections"
-  | "p2c"
-  | "random"
-  | "ip-hash"
-  | "consistent-hash";
+export type BalancerName = (typeof BalancerNames)[number];
 
 export const balancers: Record<BalancerName, BalancerFactory> = {
   "round-robin": roundRobin,

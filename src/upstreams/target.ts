@@ -21,21 +21,6 @@ export interface TargetInit {
  */
 const MIN_RAMP = 0.1;
 
-/** What /admin/upstreams and the metrics show for one target. */
-export interface TargetSnapshot {
-  url: string;
-  healthy: boolean;
-  ejected: boolean;
-  ejectedUntil: number | undefined;
-  draining: boolean;
-  inFlight: number;
-  weight: number;
-  effectiveWeight: number;
-  requests: number;
-  failures: number;
-  ejections: number;
-}
-
 export class Target {
   readonly url: string;
   /** "http:" | "https:" | "tcp:" | "udp:" */
@@ -157,22 +142,5 @@ export class Target {
       };
       check();
     });
-  }
-
-  snapshot(now: number = Date.now()): TargetSnapshot {
-    const ejected = this.ejected(now);
-    return {
-      url: this.url,
-      healthy: this.healthy,
-      ejected,
-      ejectedUntil: ejected ? this.ejectedUntil : undefined,
-      draining: this.draining,
-      inFlight: this.inFlight,
-      weight: this.weight,
-      effectiveWeight: this.effectiveWeight,
-      requests: this.requests,
-      failures: this.failures,
-      ejections: this.ejections,
-    };
   }
 }
