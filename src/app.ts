@@ -35,6 +35,7 @@ import { buildGeneration, type CompiledRoute, type Generation } from "./generati
 import { laneable, policies } from "./policies.js";
 import { genReqId, kState } from "./request-state.js";
 import { matchIncoming } from "./router/incoming.js";
+import { normalizePath, splitTarget } from "./router/normalize.js";
 
 export { genReqId };
 
@@ -84,7 +85,7 @@ export const switchyard = fp<SwitchyardOptions>(
       }
       scope.setErrorHandler(errorHandler);
       scope.setNotFoundHandler(function noRoute(request, reply) {
-        logRejected(request, 404);
+        logRejected(request, reply, 404);
         sendError(reply, "SY_NO_ROUTE", request.id);
       });
       // Bodies are never parsed on proxied routes: any content type passes byte for byte.
@@ -94,7 +95,7 @@ export const switchyard = fp<SwitchyardOptions>(
         url: "/*",
         constraints: { syRoute: BAD_PATH },
         handler: function badPath(request, reply) {
-          logRejected(request, 400);
+          logRejected(request, reply, 400);
           sendError(reply, "SY_BAD_PATH", request.id);
         },
       });
@@ -135,9 +136,17 @@ function attach(request: FastifyRequest, reply: FastifyReply, done: () => void):
 }
 
 /** Access line for requests that never reached a route. */
-function logRejected(request: FastifyRequest, statusCode: number): void {
+function logRejected(request: FastifyRequest, reply: FastifyReply, statusCode: number): void {
+  // The path as routing saw it: normalised when it could be, never with its query (tokens live there).
+  const raw = splitTarget(request.url).path;
   request.log.info(
-    { method: request.method, path: request.url, statusCode, remoteAddress: request.ip },
+    {
+      method: request.method,
+      path: normalizePath(raw) ?? raw,
+      statusCode,
+      responseTime: Math.round(reply.elapsedTime * 1000) / 1000,
+      remoteAddress: request.ip,
+    },
     "request",
   );
 }

@@ -6,7 +6,7 @@ import Fastify from "fastify";
 import pino from "pino";
 import { build, genReqId, switchyard } from "../../src/app.js";
 import { parseConfig } from "../../src/config/load.js";
-import { type Backend, backend, gateway, type Running, request } from "../helpers/index.js";
+import { type Backend, backend, capturingLogger, gateway, type Running, request } from "../helpers/index.js";
 
 describe("edges: slow clients, resets, embedding, access log", () => {
   let echo: Backend;
@@ -122,5 +122,26 @@ routes:
     assert.equal(a.remoteAddress, "127.0.0.1");
     assert.equal(typeof a.responseTime, "number");
     assert.equal(a.bytes, Number(r.headers["content-length"]));
+  });
+
+  test("a request no route takes is logged with the normalised path, never its query", async () => {
+    const log = capturingLogger();
+    const g = await gateway(
+      `services: { e: { targets: [${echo.url}] } }\nroutes: [{ name: api, match: { path: /api }, service: e }]\n`,
+      { logger: log.logger },
+    );
+    try {
+      const r = await request(g.url, { path: "/nope/../zz?token=secret" });
+      assert.equal(r.status, 404);
+      await new Promise((ok) => setImmediate(ok));
+      const line = log.lines.find((l) => l.msg === "request");
+      assert.ok(line, "logged");
+      assert.equal(line.path, "/zz");
+      assert.equal(line.statusCode, 404);
+      assert.equal(typeof line.responseTime, "number");
+      assert.doesNotMatch(JSON.stringify(log.lines), /secret/);
+    } finally {
+      await g.close();
+    }
   });
 });
