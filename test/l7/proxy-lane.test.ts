@@ -162,4 +162,39 @@ describe("forwarding fast lane", () => {
     for (const k of ["method", "path", "route", "service", "target", "statusCode", "bytes", "remoteAddress"])
       assert.deepEqual(la[k], lb[k], k);
   });
+
+  test("an upstream failure's access line is the same on both paths: 502 and the error body's bytes", async () => {
+    const a = await get("/down");
+    const b = await viaFastify("/down");
+    await new Promise((r) => setImmediate(r));
+    const line = (id: unknown) => lines.find((l) => l.msg === "request" && l.reqId === id);
+    const la = line(a.headers["x-request-id"]);
+    const lb = line(b.headers["x-request-id"]);
+    assert.ok(la && lb, "both requests logged");
+    assert.equal(la.statusCode, 502);
+    assert.equal(la.bytes, Buffer.byteLength(a.body));
+    for (const k of ["statusCode", "bytes", "route", "service"]) assert.deepEqual(la[k], lb[k], k);
+  });
+
+  test("an unexpected error is 500 SY_INTERNAL on both paths, with nothing of the error in the body", async () => {
+    const svc = gw.generation.services.get("up")!;
+    const pick = svc.pick;
+    svc.pick = () => {
+      throw new Error("boom /secret/path");
+    };
+    try {
+      const before = count("plain");
+      const a = await get("/boom");
+      assert.equal(count("plain"), before + 1, "the lane answered");
+      const b = await viaFastify("/boom");
+      for (const r of [a, b]) {
+        assert.equal(r.status, 500);
+        assert.equal(r.json().code, "SY_INTERNAL");
+        assert.doesNotMatch(r.body, /boom|secret|at /);
+      }
+    } finally {
+      svc.pick = pick;
+    }
+    assert.equal((await get("/after")).status, 200, "the gateway still serves");
+  });
 });
