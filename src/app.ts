@@ -30,7 +30,7 @@ import { websocketRoute, websockets } from "../plugins/websocket.js";
 import { onResponseClose } from "./access-log.js";
 import type { Config } from "./config/schema.js";
 import { Methods } from "./config/schema.js";
-import { closesConnection, type ErrorCode, errorBody, errorCodeOf, errors } from "./errors.js";
+import { type ErrorCode, errorCodeOf, errorResponse, errors } from "./errors.js";
 import { buildGeneration, type CompiledRoute, type Generation } from "./generation.js";
 import { laneable, policies } from "./policies.js";
 import { genReqId, kState } from "./request-state.js";
@@ -163,13 +163,8 @@ function respondHandler(respond: NonNullable<CompiledRoute["config"]["respond"]>
 }
 
 function sendError(reply: FastifyReply, code: ErrorCode, requestId: string, message?: string): void {
-  const body = errorBody(code, requestId, message);
-  if (closesConnection(code)) reply.header("connection", "close");
-  reply
-    .code(body.statusCode)
-    .header("x-request-id", requestId)
-    .type("application/json; charset=utf-8")
-    .send(body);
+  const { status, headers, body } = errorResponse(code, requestId, message);
+  reply.code(status).headers(headers).send(body);
 }
 
 /** Every error leaves as SPEC §5 JSON; unexpected ones are logged with their stack, never sent. */

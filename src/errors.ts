@@ -76,13 +76,33 @@ export function statusOf(code: ErrorCode): number {
   return table[code][0];
 }
 
-/** Raw JSON for places without a Fastify reply (clientError on a bare socket, a refused upgrade). */
-export function rawErrorResponse(code: ErrorCode, requestId: string, message?: string): string {
+/**
+ * The one rendering of a SPEC §5 error answer: status, headers and JSON text.
+ * Fastify's error handler, the fast lanes and bare sockets all send this.
+ */
+export function errorResponse(
+  code: ErrorCode,
+  requestId: string,
+  message?: string,
+): { status: number; headers: Record<string, string>; body: string } {
   const body = JSON.stringify(errorBody(code, requestId, message));
-  const status = statusOf(code);
-  // X-Request-Id goes back to the client on every answer (SPEC §3), these included.
-  return (
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-    `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`
-  );
+  const headers: Record<string, string> = {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": String(Buffer.byteLength(body)),
+    // X-Request-Id goes back to the client on every answer (SPEC §3), errors included.
+    "x-request-id": requestId,
+  };
+  if (closesConnection(code)) headers.connection = "close";
+  return { status: statusOf(code), headers, body };
+}
+
+/** errorResponse() as raw HTTP/1.1 for places without a response object (clientError, a refused upgrade). */
+export function rawErrorResponse(code: ErrorCode, requestId: string, message?: string): string {
+  const { status, headers, body } = errorResponse(code, requestId, message);
+  headers.connection = "close";
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n`;
+  // Conventional capitalisation on the wire (Content-Type, X-Request-Id).
+  for (const [k, v] of Object.entries(headers))
+    head += `${k.replace(/(^|-)[a-z]/g, (c) => c.toUpperCase())}: ${v}\r\n`;
+  return `${head}\r\n${body}`;
 }

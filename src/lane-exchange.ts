@@ -9,7 +9,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:
 import type { TLSSocket } from "node:tls";
 import type { FastifyBaseLogger } from "fastify";
 import type { Agent } from "undici";
-import { closesConnection, errorBody, errorCodeOf } from "./errors.js";
+import { errorCodeOf, errorResponse } from "./errors.js";
 import { kState } from "./request-state.js";
 
 /** What a lane request shares with its route's scope. */
@@ -88,20 +88,11 @@ export class LaneReply {
       this.raw.destroy();
       return this;
     }
-    const body = errorBody(code, this.request.id);
-    const text = JSON.stringify(body);
-    const length = String(Buffer.byteLength(text));
-    const headers: OutgoingHttpHeaders = {
-      ...this.pending,
-      "x-request-id": this.request.id,
-      "content-type": "application/json; charset=utf-8",
-      "content-length": length,
-    };
-    if (closesConnection(code)) headers.connection = "close";
+    const { status, headers, body } = errorResponse(code, this.request.id);
     const st = this.raw.req[kState];
-    if (st !== undefined) st.contentLength = length; // writeHead(obj) is not getHeader()'s
-    this.raw.writeHead(body.statusCode, headers);
-    this.raw.end(text);
+    if (st !== undefined) st.contentLength = headers["content-length"]; // writeHead(obj) is not getHeader()'s
+    this.raw.writeHead(status, { ...this.pending, ...headers });
+    this.raw.end(body);
     return this;
   }
 }
