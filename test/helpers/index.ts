@@ -3,7 +3,7 @@
  * and a gateway started from YAML text on an ephemeral port.
  */
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { Writable } from "node:stream";
 import pino from "pino";
 import { parseConfig } from "../../src/config/load.js";
@@ -140,4 +140,17 @@ export function countLanes(gw: Gateway): Map<string, number> {
       return served;
     });
   return laned;
+}
+
+/** Write `text` on a fresh socket and collect everything until the gateway closes it (5 s at most). */
+export function rawExchange(port: number, text: string): Promise<string> {
+  return new Promise((ok) => {
+    const s = net.connect(port, "127.0.0.1", () => s.write(text));
+    let out = "";
+    s.on("data", (c) => {
+      out += c;
+    });
+    s.on("close", () => ok(out));
+    setTimeout(() => s.destroy(), 5000).unref();
+  });
 }

@@ -1,12 +1,20 @@
 import assert from "node:assert/strict";
-import net from "node:net";
+import type net from "node:net";
 import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import Fastify from "fastify";
 import pino from "pino";
 import { build, genReqId, switchyard } from "../../src/app.js";
 import { parseConfig } from "../../src/config/load.js";
-import { type Backend, backend, capturingLogger, gateway, type Running, request } from "../helpers/index.js";
+import {
+  type Backend,
+  backend,
+  capturingLogger,
+  gateway,
+  type Running,
+  rawExchange,
+  request,
+} from "../helpers/index.js";
 
 describe("edges: slow clients, resets, embedding, access log", () => {
   let echo: Backend;
@@ -33,15 +41,7 @@ routes:
 
   test("headers that arrive too slowly: 408 SY_REQUEST_TIMEOUT, connection closed", async () => {
     const t0 = Date.now();
-    const raw = await new Promise<string>((ok) => {
-      const s = net.connect(gw.port, "127.0.0.1", () => s.write("GET /x HTTP/1.1\r\nHost: a\r\n"));
-      let out = "";
-      s.on("data", (c) => {
-        out += c;
-      });
-      s.on("close", () => ok(out));
-      setTimeout(() => s.destroy(), 5000).unref();
-    });
+    const raw = await rawExchange(gw.port, "GET /x HTTP/1.1\r\nHost: a\r\n");
     assert.match(raw, /^HTTP\/1\.1 408 /);
     assert.match(raw, /"code":"SY_REQUEST_TIMEOUT"/);
     assert.ok(Date.now() - t0 < 4000);
@@ -49,17 +49,7 @@ routes:
 
   test("a body that arrives too slowly: 408 SY_REQUEST_TIMEOUT under the request's own id", async () => {
     const t0 = Date.now();
-    const raw = await new Promise<string>((ok) => {
-      const s = net.connect(gw.port, "127.0.0.1", () =>
-        s.write("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab"),
-      );
-      let out = "";
-      s.on("data", (c) => {
-        out += c;
-      });
-      s.on("close", () => ok(out));
-      setTimeout(() => s.destroy(), 5000).unref();
-    });
+    const raw = await rawExchange(gw.port, "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab");
     assert.match(raw, /^HTTP\/1\.1 408 /);
     const id = /\r\nX-Request-Id: ([^\r]+)\r\n/i.exec(raw)?.[1];
     assert.ok(id, "the 408 carries X-Request-Id");

@@ -1,10 +1,17 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
-import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import type { Target } from "../../src/upstreams/target.js";
-import { type Backend, backend, deadPort, gateway, type Running, request } from "../helpers/index.js";
+import {
+  type Backend,
+  backend,
+  deadPort,
+  gateway,
+  type Running,
+  rawExchange,
+  request,
+} from "../helpers/index.js";
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
@@ -253,18 +260,10 @@ routes:
       big.json().requestId,
       "X-Request-Id on a bare-socket answer too",
     );
-    const raw = await new Promise<string>((ok) => {
-      const s = net.connect(gw.port, "127.0.0.1", () => {
-        s.write(
-          "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        );
-      });
-      let out = "";
-      s.on("data", (c) => {
-        out += c;
-      });
-      s.on("close", () => ok(out));
-    });
+    const raw = await rawExchange(
+      gw.port,
+      "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
     assert.match(raw, /^HTTP\/1\.1 400/);
     assert.match(raw, /"code":"SY_BAD_REQUEST"/);
   });
