@@ -405,7 +405,9 @@ export const cachePolicy = fp(
         if (entry === undefined || entry.status !== 200 || freshness(entry, w) !== "fresh") return false;
         const reqId = genReqId(req);
         st.cache = "hit";
-        if (logging) {
+        // Without an access line there is no close listener: the hit is counted here (it is answered now).
+        if (!logging) route.metrics?.observe(st, 200, 0);
+        else {
           const request = new LaneRequest(req, reqId, server);
           st.request = request as unknown as FastifyRequest;
           st.reply = new LaneReply(res, request) as unknown as FastifyReply;

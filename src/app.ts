@@ -85,6 +85,7 @@ export const switchyard = fp<SwitchyardOptions>(
       }
       scope.setErrorHandler(errorHandler);
       scope.setNotFoundHandler(function noRoute(request, reply) {
+        generation.unroutedMetrics?.observe(undefined, 404, reply.elapsedTime);
         logRejected(request, reply, 404);
         sendError(reply, "SY_NO_ROUTE", request.id);
       });
@@ -95,6 +96,7 @@ export const switchyard = fp<SwitchyardOptions>(
         url: "/*",
         constraints: { syRoute: BAD_PATH },
         handler: function badPath(request, reply) {
+          generation.unroutedMetrics?.observe(undefined, 400, reply.elapsedTime);
           logRejected(request, reply, 400);
           sendError(reply, "SY_BAD_PATH", request.id);
         },

@@ -14,6 +14,7 @@ const table = {
   SY_AUTH_MISSING: [401, "A bearer token is required"],
   SY_AUTH_INVALID: [401, "The bearer token is not valid"],
   SY_AUTH_FORBIDDEN: [403, "The token lacks a required scope or claim"],
+  SY_UNAUTHORIZED: [401, "The admin token is missing or wrong"],
   SY_NO_ROUTE: [404, "No route matches this request"],
   SY_REQUEST_TIMEOUT: [408, "The request did not arrive in time"],
   SY_BODY_TOO_LARGE: [413, "The request body is larger than this route allows"],
@@ -27,6 +28,8 @@ const table = {
   SY_UPSTREAM_TIMEOUT: [504, "The upstream service did not answer in time"],
   // Not in SPEC §5's table (added, not renamed): a gateway bug, logged with its stack, never sent.
   SY_INTERNAL: [500, "The gateway failed to handle this request"],
+  // Admin listener only (added): no such service or target to drain.
+  SY_NOT_FOUND: [404, "No such service or target"],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type ErrorCode = keyof typeof table;

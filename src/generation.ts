@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { bytes, ms } from "./config/duration.js";
 import type { Config, RouteConfig } from "./config/schema.js";
+import type { RouteMetrics } from "./metrics/cells.js";
 import type { RequestState } from "./request-state.js";
 import { compileMatcher, type Matcher } from "./router/match.js";
 import { compileRewrite, type Rewrite } from "./router/rewrite.js";
@@ -25,6 +26,8 @@ export interface CompiledRoute {
   /** The route's own upstream timeout (ms); the chosen service's applies when absent. */
   readonly timeout: number | undefined;
   readonly bodyLimit: number;
+  /** The route's metric cells, bound by Metrics.bind before the generation serves; absent without `admin`. */
+  metrics?: RouteMetrics;
 }
 
 export interface Generation {
@@ -39,6 +42,8 @@ export interface Generation {
    * Fastify sees them (server.ts), registered by its policy plugins at load.
    */
   readonly lanes: Map<string, Lane>;
+  /** Cells for requests no route takes (404, 400), bound with the routes' own. */
+  unroutedMetrics?: RouteMetrics;
 }
 
 /** Answers the request and returns true, or returns false and leaves it untouched for Fastify. */

@@ -10,6 +10,7 @@ test("the SY_* table is pinned to SPEC §5", () => {
     SY_AUTH_MISSING: 401,
     SY_AUTH_INVALID: 401,
     SY_AUTH_FORBIDDEN: 403,
+    SY_UNAUTHORIZED: 401,
     SY_NO_ROUTE: 404,
     SY_REQUEST_TIMEOUT: 408,
     SY_BODY_TOO_LARGE: 413,
@@ -22,6 +23,7 @@ test("the SY_* table is pinned to SPEC §5", () => {
     SY_STORE_UNAVAILABLE: 503,
     SY_UPSTREAM_TIMEOUT: 504,
     SY_INTERNAL: 500,
+    SY_NOT_FOUND: 404,
   });
   for (const [code, E] of Object.entries(errors)) assert.equal(new E().code, code);
 });
