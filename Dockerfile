@@ -18,6 +18,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/schema ./schema
+# The admin dashboard page, read at runtime from beside dist/ (plugins/admin.ts).
+COPY static ./static
 COPY routes.yaml /etc/switchyard/routes.yaml
 RUN ln -s /app/dist/src/cli.js /usr/local/bin/switchyard && chmod +x /app/dist/src/cli.js
 USER node
