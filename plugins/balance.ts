@@ -183,6 +183,13 @@ declare module "../src/request-state.js" {
 }
 
 /**
+ * Shown each upstream answer's head on the direct path before onHead writes it
+ * (or a retry discards it), so fields can be added (plugins/server-timing.ts):
+ * that path skips Fastify's onSend. reply-from's answers do go through onSend.
+ */
+export type HeadObserver = (st: RequestState, headers: IncomingHttpHeaders) => void;
+
+/**
  * The route handler and reply-from options for one proxied route, built once at load.
  *
  * Every attempt asks the service for a target, excluding those this request
@@ -194,7 +201,7 @@ declare module "../src/request-state.js" {
  * otherwise the failure is the answer. A 502/503/504 answer that will be
  * retried is held in onResponse and discarded, never streamed to the client.
  */
-export function proxyHandler(route: CompiledRoute) {
+export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
   const fromOptions = {
     getUpstream: (req: FastifyRequest) => req.raw[kState]!.target!.origin,
     queryString: (_search: string, _url: string, req: FastifyRequest) => req.raw[kState]!.query,
@@ -252,9 +259,18 @@ export function proxyHandler(route: CompiledRoute) {
         bodyTimeout: timeout,
         opaque: attempt,
       },
-      onHead,
+      head,
       onDone,
     );
+  }
+
+  // With an observer (some listener has serverTiming), each head goes past it first; without
+  // one, undici calls the bare onHead: nothing more runs per request.
+  const head = observeHead === undefined ? onHead : observedHead;
+
+  function observedHead(data: Dispatcher.StreamFactoryData<Attempt>): Writable {
+    observeHead!(data.opaque.request.raw[kState]!, data.headers as IncomingHttpHeaders);
+    return onHead(data);
   }
 
   function onHead({ statusCode, headers, opaque }: Dispatcher.StreamFactoryData<Attempt>): Writable {

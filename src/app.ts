@@ -26,16 +26,18 @@ import { healthChecks } from "../plugins/health.js";
 import l4Tcp from "../plugins/l4-tcp.js";
 import l4Udp from "../plugins/l4-udp.js";
 import { proxyLane } from "../plugins/proxy-lane.js";
+import { type RouteTiming, routeTiming } from "../plugins/server-timing.js";
 import { websocketRoute, websockets } from "../plugins/websocket.js";
 import { onResponseClose } from "./access-log.js";
 import type { Config } from "./config/schema.js";
 import { Methods } from "./config/schema.js";
 import { type ErrorCode, errorCodeOf, errorResponse, errors } from "./errors.js";
 import { buildGeneration, type CompiledRoute, type Generation } from "./generation.js";
-import { laneable, policies } from "./policies.js";
+import { laneable, type Policy, type PolicyOptions, policies } from "./policies.js";
 import { genReqId, kState } from "./request-state.js";
 import { matchIncoming } from "./router/incoming.js";
 import { normalizePath, splitTarget } from "./router/normalize.js";
+import { timesRequests } from "./server-timing.js";
 
 export { genReqId };
 
@@ -107,25 +109,46 @@ export const switchyard = fp<SwitchyardOptions>(
   { name: "switchyard", fastify: "5.x" },
 );
 
-/** One route's own encapsulated scope: its parser limit, its hooks, its handler. */
+/**
+ * One route's own encapsulated scope: its parser limit, its hooks, its handler.
+ * Server-Timing's markers, header hook and forwarder wrapper exist only when
+ * some listener has serverTiming (plugins/server-timing.ts).
+ */
 async function routeScope(
   scope: FastifyInstance,
   { route, generation }: { route: CompiledRoute; generation: Generation },
 ) {
   const respond = route.config.respond;
+  const timing = timesRequests(generation.config) ? routeTiming(route) : undefined;
   scope.addContentTypeParser("*", passthroughParser(route.bodyLimit));
   scope.addHook("onRequest", attach);
   for (const p of policies)
-    if (p.applies(route.config)) await scope.register(p.plugin, { route, generation });
-  const proxy = respond || route.config.websocket ? undefined : proxyHandler(route);
+    if (p.applies(route.config)) await registerPolicy(scope, p, { route, generation }, timing);
+  // After every policy's onSend (cache, transform, CORS): it sees the final status and cache label.
+  if (timing) scope.addHook("onSend", timing.header);
+  const proxy = respond || route.config.websocket ? undefined : proxyHandler(route, timing?.headObserver);
   scope.route({
     method: Methods as unknown as string[],
     url: "/*",
     constraints: { syRoute: route.id },
-    handler: respond ? respondHandler(respond) : (proxy ?? websocketRoute(route)),
+    handler: respond
+      ? respondHandler(respond)
+      : proxy
+        ? (timing?.forward(proxy) ?? proxy)
+        : websocketRoute(route),
   });
+  // The lane gets the bare handler: requests of a serverTiming listener never take a lane.
   if (proxy !== undefined && laneable(route, generation.config))
     generation.lanes.set(route.id, proxyLane(proxy, scope));
+}
+
+/** A policy into the route's scope; with Server-Timing about, between the markers of its span. */
+async function registerPolicy(scope: FastifyInstance, p: Policy, opts: PolicyOptions, timing?: RouteTiming) {
+  const span = p.timing && timing?.span(p.timing.metric);
+  // Same phase as the policy's own hooks; registration order is run order within a phase.
+  if (span) scope.addHook(p.timing!.hook as "onRequest", span.begin);
+  await scope.register(p.plugin, opts);
+  if (span) scope.addHook(p.timing!.hook as "onRequest", span.end);
 }
 
 /** Tie the request state to its Fastify objects and to the response's end. */

@@ -23,6 +23,8 @@ export interface Policy {
   name: string;
   applies(route: RouteConfig): boolean;
   plugin: FastifyPluginAsync<PolicyOptions>;
+  /** Its Server-Timing metric, and the hook phase its own hooks run in (where the span markers go). */
+  timing?: { metric: string; hook: "onRequest" | "preHandler" };
 }
 
 /**
@@ -52,13 +54,25 @@ export const policies: Policy[] = [
     name: "rate-limit",
     applies: (r) => r.rateLimit !== undefined && !limitsAfterAuth(r),
     plugin: rateLimitPolicy,
+    timing: { metric: "ratelimit", hook: "onRequest" },
   },
-  { name: "auth", applies: (r) => r.auth !== undefined && r.auth.jwt !== false, plugin: auth },
+  {
+    name: "auth",
+    applies: (r) => r.auth !== undefined && r.auth.jwt !== false,
+    plugin: auth,
+    timing: { metric: "auth", hook: "onRequest" },
+  },
   {
     name: "rate-limit-jwt",
     applies: (r) => r.rateLimit !== undefined && limitsAfterAuth(r),
     plugin: rateLimitPolicy,
+    timing: { metric: "ratelimit", hook: "preHandler" },
   },
-  { name: "cache", applies: (r) => r.cache !== undefined, plugin: cachePolicy },
+  {
+    name: "cache",
+    applies: (r) => r.cache !== undefined,
+    plugin: cachePolicy,
+    timing: { metric: "cache", hook: "preHandler" },
+  },
   { name: "transform", applies: (r) => r.transform !== undefined, plugin: transform },
 ];

@@ -8,5 +8,4 @@ export const NOT_IMPLEMENTED: { path: string; issue: number }[] = [
   { path: "admin", issue: 0 },
   { path: "watch", issue: 0 },
   { path: "listen.*.http2", issue: 0 },
-  { path: "listen.*.serverTiming", issue: 0 },
 ];
