@@ -25,6 +25,7 @@ import { compileSniRoute } from "./l4/sni-route.js";
 import { L4Listeners } from "./l4-listeners.js";
 import { kState } from "./request-state.js";
 import { matchIncoming } from "./router/incoming.js";
+import { startTiming } from "./server-timing.js";
 import { carryOver } from "./upstreams/carry-over.js";
 
 export interface GatewayOptions {
@@ -62,13 +63,18 @@ export class Gateway {
       const gen = gw.gen;
       if (gen.lanes.size === 0 || !laneServed(gen, req, res)) gw.app.routing(req, res);
     };
+    // A serverTiming listener's requests are timed, and never take a lane (their phases are Fastify hooks).
+    const timed = (req: IncomingMessage, res: ServerResponse) => {
+      startTiming(gw.gen.matcher, req);
+      gw.app.routing(req, res);
+    };
     // WebSocket upgrades leave Node's HTTP parser; plugins/websocket.ts routes them (current generation).
     const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       handleUpgrade(gw.app, gw.gen, req, socket, head);
     try {
       await gw.l4.apply(gw.gen, 0);
       for (const l of config.listen) {
-        const server = createServer(l, handler, opts.baseDir).on("upgrade", upgrade);
+        const server = createServer(l, l.serverTiming ? timed : handler, opts.baseDir).on("upgrade", upgrade);
         gw.servers.push(await listen(server, l));
       }
     } catch (err) {
