@@ -3,6 +3,8 @@
  * generation: a reload hands them the next generation's services (new
  * connections only; open ones keep their target) instead of re-binding the
  * port, removed listeners stop accepting and drain, added ones bind.
+ * A reload does not wait for that drain (it may take up to shutdownTimeout
+ * while the new config already serves); close() does.
  * `build()` users get the same proxies through plugins/l4-tcp.ts and
  * l4-udp.ts, tied to their Fastify instance.
  */
@@ -19,6 +21,8 @@ const keyOf = (kind: string, l: ListenerConfig) => `${kind}:${l.name}:${l.listen
 
 export class L4Listeners {
   private readonly proxies = new Map<string, Proxy>();
+  /** Removed by a reload, still draining: close() ends them within its own drain time. */
+  private readonly draining = new Map<Proxy, Promise<void>>();
 
   constructor(private readonly log?: Logger) {}
 
@@ -33,7 +37,7 @@ export class L4Listeners {
   /**
    * Make the running set match `gen`: update kept listeners, bind new ones
    * (all-or-nothing: a bind failure unbinds what this call bound and throws),
-   * then stop and drain removed ones within `drainMs`.
+   * then stop removed ones accepting; they drain within `drainMs` after this resolves.
    */
   async apply(gen: Generation, drainMs: number): Promise<void> {
     const wanted = new Map<string, { kind: "tcp" | "udp"; cfg: ListenerConfig }>();
@@ -68,15 +72,22 @@ export class L4Listeners {
         `L4 ${p instanceof TcpProxy ? "tcp" : "udp"} '${p.name}' listening on ${a.address}:${a.port}`,
       );
     }
-    const removed = [...this.proxies].filter(([key]) => !wanted.has(key));
-    for (const [key] of removed) this.proxies.delete(key);
-    await Promise.all(removed.map(([, p]) => stop(p, drainMs)));
+    for (const [key, p] of [...this.proxies]) {
+      if (wanted.has(key)) continue;
+      this.proxies.delete(key);
+      p.stopAccepting();
+      const drained = stop(p, drainMs)
+        .catch((err: Error) => this.log?.error({ err }, `L4 '${p.name}' did not stop cleanly`))
+        .finally(() => this.draining.delete(p));
+      this.draining.set(p, drained);
+    }
   }
 
   /** Stop accepting everywhere, let connections drain up to `drainMs`, then close. */
   async close(drainMs: number): Promise<void> {
-    const all = [...this.proxies.values()];
+    const all = [...this.proxies.values(), ...this.draining.keys()];
     this.proxies.clear();
+    this.draining.clear();
     for (const p of all) p.stopAccepting();
     await Promise.all(all.map((p) => stop(p, drainMs)));
   }
