@@ -1,6 +1,11 @@
 /**
- * The gateway's store: one per config generation, shared by every route's
- * rate limit and cache, closed with the generation's Fastify instance.
+ * The gateway's store, shared by every route's rate limit and cache.
+ *
+ * Who owns it: a Gateway keeps its store across reloads (SPEC §7: counters
+ * and cached responses of routes that still exist are kept) through a
+ * StoreHolder, which lends the same store to every generation while `store:`
+ * is unchanged. Without a holder (build() on its own) each generation makes
+ * its own and closes it with its Fastify instance.
  *
  * With `store.type: redis` it applies `store.onError` when Redis fails or is
  * slow: `local` answers from this instance's own memory store (logged once per
@@ -131,11 +136,10 @@ export class GatewayStore {
   }
 }
 
-const stores = new WeakMap<Generation, GatewayStore>();
+type StoreConfig = Generation["config"]["store"];
 
-/** Build the generation's store from `store:` (memory when absent). */
-export function createStore(generation: Generation, log: FastifyBaseLogger): GatewayStore {
-  const cfg = generation.config.store;
+/** Build a store from `store:` (memory when absent). */
+export function createStore(cfg: StoreConfig, log: FastifyBaseLogger): GatewayStore {
   if (cfg?.type !== "redis") return new GatewayStore(new MemoryStore(), "local", log);
   let store: GatewayStore | undefined;
   const redis = new RedisStore({
@@ -148,31 +152,122 @@ export function createStore(generation: Generation, log: FastifyBaseLogger): Gat
   return store;
 }
 
+/** Two `store:` sections with the same key make the same store (memory: onError plays no part). */
+function settingsKey(cfg: StoreConfig): string {
+  if (cfg?.type !== "redis") return "memory";
+  return JSON.stringify(["redis", cfg.url ?? "redis://127.0.0.1:6379", cfg.prefix, cfg.onError]);
+}
+
+interface Held {
+  readonly store: GatewayStore;
+  /** Generations whose routes use it; it is closed when none does and it is not the current one. */
+  readonly users: Set<Generation>;
+}
+
 /**
- * The generation's store, made on first use by any route's policy. It is tied
- * to the lifecycle of the instance that made it first: start-up waits (bounded)
- * for Redis in onReady, and onClose closes it. Every route scope belongs to the
- * one Fastify instance of the generation, so they open and close together.
+ * The Gateway's stores across reloads. A generation borrows the store made
+ * for its `store:` settings (made on its first use, as without a holder); the
+ * settings of the generation that serves (`commit`) are current, and their
+ * store stays even while no route uses it. A store of other settings — the
+ * previous one after `store:` changed, or one made by a reload that failed —
+ * is closed once the last generation using it has closed.
+ *
+ * Rate-limit counters of removed routes are not dropped: a counter lives only
+ * until its window ends (memory: lazily, and the map is bounded, oldest
+ * dropped past it; Redis: by PEXPIRE), and a route added back under the same
+ * name finds its counters as SPEC §7 keeps them "by name".
+ */
+export class StoreHolder {
+  private readonly held = new Map<string, Held>();
+  private current: string | undefined;
+
+  /** Let `generation`'s routes borrow this holder's store (call before build()). */
+  lend(generation: Generation): void {
+    holders.set(generation, this);
+  }
+
+  /** `generation` now serves: its settings' store is the one to keep. */
+  commit(generation: Generation): Promise<void> {
+    this.current = settingsKey(generation.config.store);
+    return this.sweep();
+  }
+
+  /** The store `generation` borrows; made when its settings have none yet. */
+  acquire(generation: Generation, log: FastifyBaseLogger): GatewayStore {
+    const key = settingsKey(generation.config.store);
+    let h = this.held.get(key);
+    if (h === undefined) {
+      h = { store: createStore(generation.config.store, log), users: new Set() };
+      this.held.set(key, h);
+    }
+    h.users.add(generation);
+    return h.store;
+  }
+
+  /** The store of `generation`'s settings if one exists (purge, readiness). */
+  peek(generation: Generation): GatewayStore | undefined {
+    return this.held.get(settingsKey(generation.config.store))?.store;
+  }
+
+  /** `generation` has closed: it no longer uses its store. */
+  release(generation: Generation): Promise<void> {
+    this.held.get(settingsKey(generation.config.store))?.users.delete(generation);
+    return this.sweep();
+  }
+
+  /** Close every store (the Gateway is closing, after its generations). */
+  async close(): Promise<void> {
+    const all = [...this.held.values()];
+    this.held.clear();
+    await Promise.all(all.map((h) => h.store.close()));
+  }
+
+  private async sweep(): Promise<void> {
+    const idle = [...this.held].filter(([key, h]) => key !== this.current && h.users.size === 0);
+    for (const [key] of idle) this.held.delete(key);
+    await Promise.all(idle.map(([, h]) => h.store.close()));
+  }
+}
+
+/** Each generation's store, once one of its routes asked for it. */
+const stores = new WeakMap<Generation, GatewayStore>();
+/** The holder lending to a generation (Gateway); absent for build() on its own. */
+const holders = new WeakMap<Generation, StoreHolder>();
+
+/**
+ * The generation's store, on first use by any route's policy: borrowed from
+ * the holder when the generation has one, else made for this generation.
+ * Start-up waits (bounded) for Redis in onReady; onClose gives the store back
+ * to the holder, or closes it when it was the generation's own. Every route
+ * scope belongs to the one Fastify instance of the generation, so they open
+ * and close together.
  */
 export function useStore(scope: FastifyInstance, generation: Generation): GatewayStore {
-  let store = stores.get(generation);
-  if (store !== undefined) return store;
-  store = createStore(generation, scope.log);
+  const known = stores.get(generation);
+  if (known !== undefined) return known;
+  const holder = holders.get(generation);
+  const store = holder
+    ? holder.acquire(generation, scope.log)
+    : createStore(generation.config.store, scope.log);
   stores.set(generation, store);
-  const s = store;
   scope.addHook("onReady", async function storeReady() {
-    if (!(await s.whenReady())) scope.log.warn({ onError: s.onError }, "store not reachable at start-up");
+    if (!(await store.whenReady()))
+      scope.log.warn({ onError: store.onError }, "store not reachable at start-up");
   });
   scope.addHook("onClose", async function storeClose() {
     stores.delete(generation);
-    await s.close();
+    await (holder ? holder.release(generation) : store.close());
   });
   return store;
 }
 
-/** The generation's store if a route made one (purge and readiness use it; they never create one). */
+/**
+ * The generation's store if a route made one, or the one its holder keeps for
+ * its settings (entries written under an earlier generation are purged too).
+ * Purge and readiness use it; they never create one.
+ */
 export function storeOf(generation: Generation): GatewayStore | undefined {
-  return stores.get(generation);
+  return stores.get(generation) ?? holders.get(generation)?.peek(generation);
 }
 
 export type { Count, StoreBackend } from "./types.js";
