@@ -11,16 +11,18 @@
  */
 import cluster from "node:cluster";
 import { availableParallelism } from "node:os";
-import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import pino, { type Logger } from "pino";
+import { type AdminServer, startAdmin } from "../plugins/admin.js";
+import { ClusterOps, serveWorker } from "./admin/cluster.js";
 import { ConfigError, loadConfigFile } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import { editorSchema } from "./config/schema.js";
 import { explain } from "./explain.js";
-import { Gateway } from "./server.js";
+import { Runtime } from "./runtime.js";
 import { shadowWarnings } from "./shadow.js";
 import { VERSION } from "./version.js";
+import { watchConfig } from "./watch.js";
 
 const USAGE = `usage: switchyard [--config routes.yaml] [--check] [--workers N|auto] [--log-level info]
        switchyard schema                      print the JSON Schema of routes.yaml
@@ -53,47 +55,53 @@ function summary(c: Config): string {
 
 async function run(file: string, logLevel: string, workers: number): Promise<void> {
   const config = load(file);
-  if (workers > 1 && cluster.isPrimary) return primary(file, workers, logLevel);
+  if (workers > 1 && cluster.isPrimary) return primary(file, config, workers, logLevel);
   const log = pino({ level: logLevel, base: { pid: process.pid } }, pino.destination({ sync: false }));
   log.info(`switchyard ${VERSION} loaded ${file}: ${summary(config)}`);
-  let gw: Gateway;
+  let rt: Runtime;
   try {
-    gw = await Gateway.start(config, { logger: log, baseDir: dirname(resolve(file)) });
+    rt = await Runtime.start({ file, config, logger: log, worker: cluster.isWorker });
   } catch (err) {
     log.flush();
     fail(`switchyard: ${(err as Error).message}`);
   }
-  for (const a of gw.addresses)
+  for (const a of rt.gateway.addresses)
     log.info(`L7 listening on ${a.kind}://${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`);
   if (config.listen.length > 0 && config.routes.length === 0)
     log.warn("no routes: every request will get 404 SY_NO_ROUTE");
+  if (cluster.isWorker) serveWorker(rt);
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info(`${signal}: draining (up to ${config.shutdownTimeout})`);
-    await gw.close();
+    log.info(`${signal}: draining (up to ${rt.config().shutdownTimeout})`);
+    await rt.close();
     log.info("stopped");
     log.flush();
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
-  process.on("SIGHUP", async () => {
-    try {
-      await gw.reload(loadConfigFile(file));
-      log.info(`reloaded ${file}`);
-    } catch (err) {
-      log.error(`reload refused, the running config stays: ${(err as Error).message}`);
-    }
-  });
+  process.on("SIGHUP", () => void rt.reload());
 }
 
-/** --workers: one process per worker sharing the listening sockets (node:cluster). */
-function primary(file: string, workers: number, logLevel: string): void {
-  const log = pino({ level: logLevel });
+/**
+ * --workers: one process per worker sharing the listening sockets
+ * (node:cluster). The primary serves the admin listener for the whole tree,
+ * follows `watch:` and runs reloads (admin/cluster.ts).
+ */
+async function primary(file: string, config: Config, workers: number, logLevel: string): Promise<void> {
+  const log = pino({ level: logLevel, base: { pid: process.pid } });
   log.info(`switchyard ${VERSION}: starting ${workers} workers for ${file}`);
+  const ops = new ClusterOps(file, config, workers, log);
+  let admin: AdminServer | undefined;
+  try {
+    if (config.admin) admin = await startAdmin(ops, log);
+  } catch (err) {
+    fail(`switchyard: ${(err as Error).message}`);
+  }
+  const watcher = config.watch ? watchConfig(file, () => void ops.reload()) : undefined;
   let stopping = false;
   for (let i = 0; i < workers; i++) cluster.fork();
   cluster.on("exit", (w, code) => {
@@ -105,15 +113,20 @@ function primary(file: string, workers: number, logLevel: string): void {
     log.warn(`worker ${w.process.pid} exited (${code}); starting another`);
     cluster.fork();
   });
-  const forward = (sig: NodeJS.Signals) => () => {
-    stopping = sig !== "SIGHUP";
+  const stop = (sig: NodeJS.Signals) => () => {
+    if (stopping) return;
+    stopping = true;
+    watcher?.close();
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(sig);
-    if (stopping)
-      cluster.on("exit", () => Object.keys(cluster.workers ?? {}).length === 0 && process.exit(0));
+    cluster.on("exit", async () => {
+      if (Object.keys(cluster.workers ?? {}).length > 0) return;
+      await admin?.close();
+      process.exit(0);
+    });
   };
-  process.on("SIGTERM", forward("SIGTERM"));
-  process.on("SIGINT", forward("SIGINT"));
-  process.on("SIGHUP", forward("SIGHUP"));
+  process.on("SIGTERM", stop("SIGTERM"));
+  process.on("SIGINT", stop("SIGINT"));
+  process.on("SIGHUP", () => void ops.reload());
 }
 
 async function main(argv: string[]): Promise<void> {

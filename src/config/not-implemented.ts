@@ -5,7 +5,5 @@
  */
 export const NOT_IMPLEMENTED: { path: string; issue: number }[] = [
   { path: "services.*.sticky", issue: 4 },
-  { path: "admin", issue: 0 },
-  { path: "watch", issue: 0 },
   { path: "listen.*.http2", issue: 0 },
 ];
