@@ -336,6 +336,10 @@ const SCENARIOS = [
     peers: () => [
       peer.direct(),
       peer.switchyard("switchyard", "switchyard", (ctx) => l7Config(ctx.targets)),
+      // Issue 10: metrics are on when `admin:` is set; the plain route may lose at most 3% for them.
+      peer.switchyard("switchyard-metrics", "switchyard + metrics", (ctx) =>
+        l7Config(ctx.targets, {}, {}, { admin: { port: 0, host: "127.0.0.1" } }),
+      ),
       peer.fastify(),
       peer.undici(),
       peer.nginx("http"),
