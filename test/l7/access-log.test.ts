@@ -35,7 +35,11 @@ routes:
   };
   assert.equal((await send("/c/1")).cache, "miss");
   assert.equal((await send("/c/1")).cache, "hit", "cache lane");
-  assert.equal((await send("/c/1", { headers: { "if-none-match": '"nope"' } })).cache, "hit", "through Fastify");
+  assert.equal(
+    (await send("/c/1", { headers: { "if-none-match": '"nope"' } })).cache,
+    "hit",
+    "through Fastify",
+  );
   assert.equal((await send("/c/1", { method: "POST" })).cache, "bypass");
   assert.equal((await send("/x")).cache, undefined);
 });
