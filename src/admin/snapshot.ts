@@ -15,7 +15,7 @@ export interface TargetSnapshot {
   ejected: boolean;
   draining: boolean;
   inFlight: number;
-  /** Requests (L7) or connections (L4) sent to it, and those that failed, since its generation began. */
+  /** Requests (L7) or connections (L4) sent to it, and those that failed, since start (reloads carry them). */
   requests: number;
   failures: number;
 }

@@ -2,7 +2,8 @@
  * Reload keeps what the gateway has learnt about its targets (ARCHITECTURE
  * principle 7): for every target of the next generation that the running one
  * also had — same service name, same URL — health, ejection (with its
- * multiplier), failure streak, drain and slow-start ramp carry over. A target
+ * multiplier), failure streak, drain, slow-start ramp and the request and
+ * failure totals carry over. A target
  * new to an existing service starts a slow-start ramp, like a host added to an
  * Envoy cluster. In-flight counts do not carry: they belong to the requests of
  * the old generation and are released there.
@@ -28,6 +29,9 @@ export function carryOver(prev: HasServices, next: HasServices, now: number = Da
       t.ejections = o.ejections;
       t.consecutiveFailures = o.consecutiveFailures;
       t.draining = o.draining;
+      // Totals stay process totals (admin API, dashboard rates), not per generation.
+      t.requests = o.requests;
+      t.failures = o.failures;
       if (o.rampFrom !== 0) t.startRamp(o.rampFrom);
     }
   }

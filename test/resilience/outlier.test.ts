@@ -138,6 +138,8 @@ describe("reload carry-over", { timeout: 10_000 }, () => {
     b.eject(0, 5000);
     b.ejections = 3;
     b.draining = true;
+    b.requests = 40;
+    b.failures = 2;
     const next = new Map([["s", new Service("s", cfg(["http://10.0.0.2", "http://10.0.0.3"]))]]);
     carryOver({ services: prev }, { services: next }, 1000);
     const [b2, c2] = next.get("s")!.targets;
@@ -145,6 +147,8 @@ describe("reload carry-over", { timeout: 10_000 }, () => {
     assert.equal(b2.ejections, 3);
     assert.equal(b2.draining, true);
     assert.equal(b2.healthy, true);
+    assert.deepEqual([b2.requests, b2.failures], [40, 2], "totals are the process's, not the generation's");
+    assert.deepEqual([c2.requests, c2.failures], [0, 0]);
     assert.equal(c2.rampFrom, 1000, "a target new to the service starts slow");
   });
 });
