@@ -88,6 +88,8 @@ export function request(
     headers?: http.OutgoingHttpHeaders;
     body?: string | Buffer;
     agent?: http.Agent;
+    /** The client's own address: another loopback address (127.0.0.2 …) is another client. */
+    localAddress?: string;
   } = {},
 ): Promise<Reply> {
   const u = new URL(url);
@@ -100,6 +102,7 @@ export function request(
         path: opts.path ?? u.pathname + u.search,
         headers: opts.headers,
         agent: opts.agent ?? false,
+        localAddress: opts.localAddress,
       },
       (res) => {
         const chunks: Buffer[] = [];

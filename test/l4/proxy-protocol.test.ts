@@ -84,32 +84,68 @@ test("LOCAL, UNKNOWN and UNSPEC carry no address (the real connection's is used)
   assert.deepEqual(parsed(unspec).value, { version: 2 });
 });
 
-test("malformed headers are refused with a reason", () => {
+test("malformed headers are refused with their reason, whatever bytes follow them", () => {
   const v2 = (verCmd: number, fam: number, len: number) =>
     Buffer.concat([
       V2_SIGNATURE,
       Buffer.from([verCmd, fam, len >> 8, len & 0xff]),
       Buffer.alloc(Math.min(len, 64)),
     ]);
-  const bad: Array<[string, Buffer]> = [
-    ["http", Buffer.from("GET / HTTP/1.1\r\n")],
-    ["v1 no CRLF in 107 bytes", Buffer.from(`PROXY TCP4 ${"1".repeat(120)}`)],
-    ["v1 protocol", Buffer.from("PROXY UDP4 1.2.3.4 1.2.3.5 1 2\r\n")],
-    ["v1 family", Buffer.from("PROXY TCP4 ::1 ::1 1 2\r\n")],
-    ["v1 port", Buffer.from("PROXY TCP4 1.2.3.4 1.2.3.5 70000 2\r\n")],
-    ["v1 leading zero", Buffer.from("PROXY TCP4 1.2.3.4 1.2.3.5 01 2\r\n")],
-    ["v1 fields", Buffer.from("PROXY TCP4 1.2.3.4 1.2.3.5 1\r\n")],
-    ["v2 version", v2(0x11, 0x11, 12)],
-    ["v2 command", v2(0x22, 0x11, 12)],
-    ["v2 family", v2(0x21, 0x41, 12)],
-    ["v2 transport", v2(0x21, 0x13, 12)],
-    ["v2 short", v2(0x21, 0x11, 8)],
-    ["v2 too long", v2(0x21, 0x11, V2_MAX)],
+  const bad: Array<[string, Buffer, RegExp]> = [
+    ["http", Buffer.from("GET / HTTP/1.1\r\n"), /not a PROXY protocol header/],
+    ["v1 no CRLF in 107 bytes", Buffer.from(`PROXY TCP4 ${"1".repeat(120)}`), /longer than 107 bytes/],
+    ["v1 protocol", Buffer.from("PROXY UDP4 1.2.3.4 1.2.3.5 1 2\r\n"), /"UDP4" is not TCP4, TCP6 or UNKNOWN/],
+    ["v1 family", Buffer.from("PROXY TCP4 ::1 ::1 1 2\r\n"), /addresses are not TCP4/],
+    ["v1 family (destination)", Buffer.from("PROXY TCP4 1.2.3.4 ::1 1 2\r\n"), /addresses are not TCP4/],
+    ["v1 family (TCP6)", Buffer.from("PROXY TCP6 ::1 1.2.3.4 1 2\r\n"), /addresses are not TCP6/],
+    ["v1 port", Buffer.from("PROXY TCP4 1.2.3.4 1.2.3.5 70000 2\r\n"), /port out of range/],
+    ["v1 port (destination)", Buffer.from("PROXY TCP4 1.2.3.4 1.2.3.5 1 65536\r\n"), /port out of range/],
+    ["v1 port (sign)", Buffer.from("PROXY TCP4 1.2.3.4 1.2.3.5 -1 2\r\n"), /port out of range/],
+    ["v1 port (six digits)", Buffer.from("PROXY TCP4 1.2.3.4 1.2.3.5 1 100000\r\n"), /port out of range/],
+    ["v1 leading zero", Buffer.from("PROXY TCP4 1.2.3.4 1.2.3.5 01 2\r\n"), /port out of range/],
+    ["v1 fields", Buffer.from("PROXY TCP4 1.2.3.4 1.2.3.5 1\r\n"), /does not have six fields/],
+    ["v1 fields (seven)", Buffer.from("PROXY TCP4 1.2.3.4 1.2.3.5 1 2 3\r\n"), /does not have six fields/],
+    ["v2 version", v2(0x11, 0x11, 12), /version nibble is not 2/],
+    ["v2 command", v2(0x22, 0x11, 12), /command is neither LOCAL nor PROXY/],
+    ["v2 family", v2(0x21, 0x41, 12), /unknown address family/],
+    ["v2 transport", v2(0x21, 0x13, 12), /unknown address family/],
+    ["v2 short (IPv4)", v2(0x21, 0x11, 8), /length shorter than its address block/],
+    ["v2 short (IPv4, one byte)", v2(0x21, 0x11, 11), /length shorter than its address block/],
+    ["v2 short (IPv6)", v2(0x21, 0x21, 35), /length shorter than its address block/],
+    ["v2 too long", v2(0x21, 0x11, V2_MAX), /longer than 16384 bytes/],
   ];
-  for (const [name, buf] of bad) {
-    const r = parseProxyHeader(buf);
-    assert.ok("error" in r, `${name}: ${JSON.stringify(r)}`);
+  // What a client sends after its header: with it, a parser that reads past the declared
+  // length would find bytes to take for ports or addresses instead of running out of buffer.
+  const payload = Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(4));
+  for (const [name, buf, reason] of bad) {
+    for (const [which, bytes] of [
+      ["alone", buf],
+      ["with payload", Buffer.concat([buf, payload])],
+    ] as const) {
+      const r = parseProxyHeader(bytes);
+      assert.ok("error" in r, `${name} (${which}): ${JSON.stringify(r)}`);
+      assert.match(r.error, reason, `${name} (${which})`);
+    }
   }
+});
+
+test("the limits themselves are accepted: port 0 and 65535, a v2 header of exactly 16 KB", () => {
+  const v1 = parsed(Buffer.from("PROXY TCP4 1.2.3.4 1.2.3.5 0 65535\r\n"));
+  assert.deepEqual(v1.value.source, { address: "1.2.3.4", port: 0 });
+  assert.deepEqual(v1.value.destination, { address: "1.2.3.5", port: 65535 });
+  // A v1 line of exactly 107 bytes (CRLF included) is the longest allowed.
+  const line = "PROXY UNKNOWN ";
+  const longest = Buffer.from(`${line}${"x".repeat(107 - line.length - 2)}\r\n`);
+  assert.equal(longest.length, 107);
+  assert.equal(parsed(longest).consumed, 107);
+  const h = encodeProxyHeader("v2", src, dst);
+  const big = Buffer.concat([h, Buffer.alloc(V2_MAX - h.length)]);
+  big.writeUInt16BE(V2_MAX - 16, 14);
+  const r = parsed(Buffer.concat([big, Buffer.from("X")]));
+  assert.equal(r.consumed, V2_MAX);
+  assert.deepEqual(r.value.source, src);
+  // An exact address block (no TLV) is enough; one byte short is not (above).
+  assert.deepEqual(parsed(encodeProxyHeader("v2", src, dst)).value.destination, dst);
 });
 
 test("random bytes after the v2 signature never throw", () => {

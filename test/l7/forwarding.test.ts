@@ -269,6 +269,131 @@ routes:
   });
 });
 
+describe("hop-by-hop fields and X-Request-Id on every forwarding path", () => {
+  let up: Backend;
+  let g: Running;
+  before(async () => {
+    // Says what it received, and answers with hop-by-hop fields of its own.
+    up = await backend("hop", (req, res) => {
+      req.resume();
+      req.on("end", () => {
+        res.setHeader("content-type", "application/json");
+        res.setHeader("proxy-authenticate", 'Basic realm="upstream"');
+        res.setHeader("proxy-connection", "keep-alive");
+        res.setHeader("connection", "x-hop, keep-alive");
+        res.setHeader("x-hop", "secret");
+        res.setHeader("keep-alive", "timeout=5, max=77");
+        res.setHeader("x-kept", "1");
+        res.end(JSON.stringify({ headers: req.headers }));
+      });
+    });
+    g = await gateway(`
+services: { s: { targets: [${up.url}] } }
+routes:
+  - { name: plain, match: { path: /plain }, service: s }
+  - { name: xform, match: { path: /xform }, service: s, transform: { response: { headers: { set: { x-r: "1" } } } } }
+  - { name: cors, match: { path: /cors }, service: s, cors: { origins: ["https://app.example"] } }
+  - { name: cache, match: { path: /cache }, service: s, cache: { ttl: 1m } }
+  - { name: limited, match: { path: /limited }, service: s, rateLimit: { max: 1000, window: 1m } }
+`);
+  });
+  after(async () => {
+    await g.close();
+    await up.close();
+  });
+
+  // The forwarding paths: the fast lane (a plain GET), Fastify's direct stream (a body), reply-from
+  // (a response transform, CORS, the cache), and a policy route through Fastify's hooks.
+  const paths: Array<[string, { method?: string; body?: string; headers?: Record<string, string> }]> = [
+    ["/plain", {}],
+    ["/plain", { method: "POST", body: "x" }],
+    ["/xform", {}],
+    ["/cors", { headers: { origin: "https://app.example" } }],
+    ["/cache", {}],
+    ["/limited", {}],
+  ];
+  let n = 0;
+
+  test("request: Proxy-Authorization and the other hop-by-hop fields never reach the upstream", async () => {
+    for (const [path, o] of paths) {
+      const r = await request(g.url, {
+        method: o.method,
+        body: o.body,
+        path: `${path}/req-${n++}`,
+        headers: {
+          ...o.headers,
+          "proxy-authorization": "Basic c2VjcmV0OnBhc3N3b3Jk",
+          "proxy-connection": "keep-alive",
+          connection: "keep-alive, x-secret",
+          "x-secret": "1",
+          "keep-alive": "timeout=5",
+          te: "gzip",
+          "x-end-to-end": "kept",
+        },
+      });
+      const what = `${o.method ?? "GET"} ${path}`;
+      assert.equal(r.status, 200, `${what}: ${r.body}`);
+      const h = r.json<{ headers: Record<string, string> }>().headers;
+      for (const name of ["proxy-authorization", "proxy-connection", "x-secret", "keep-alive", "te"])
+        assert.equal(h[name], undefined, `${what}: ${name} reached the upstream`);
+      assert.equal(h["x-end-to-end"], "kept", what);
+    }
+  });
+
+  test("response: Proxy-Authenticate and the fields the upstream's Connection names never reach the client", async () => {
+    for (const [path, o] of paths) {
+      const p = `${path}/res-${n++}`;
+      // The cache route answers twice: the miss (streamed from upstream) and the stored copy.
+      for (const round of path === "/cache" ? ["miss", "hit"] : ["once"]) {
+        const r = await request(g.url, { method: o.method, body: o.body, path: p, headers: o.headers });
+        const what = `${o.method ?? "GET"} ${path} (${round})`;
+        assert.equal(r.status, 200, `${what}: ${r.body}`);
+        if (round === "hit") assert.equal(r.headers["x-cache"], "HIT", what);
+        assert.equal(r.headers["proxy-authenticate"], undefined, `${what}: proxy-authenticate`);
+        assert.equal(r.headers["proxy-connection"], undefined, `${what}: proxy-connection`);
+        assert.equal(r.headers["x-hop"], undefined, `${what}: a field named by Connection`);
+        assert.doesNotMatch(String(r.headers.connection), /x-hop/, `${what}: the upstream's Connection`);
+        assert.doesNotMatch(
+          String(r.headers["keep-alive"] ?? ""),
+          /max=77/,
+          `${what}: the upstream's Keep-Alive`,
+        );
+        assert.equal(r.headers["x-kept"], "1", what);
+      }
+    }
+  });
+
+  test("X-Request-Id: kept when 1–128 characters of A-Z a-z 0-9 . _ : -, else replaced, upstream and back", async () => {
+    const longest = `${"a".repeat(64)}.Z_9:-${"b".repeat(58)}`;
+    assert.equal(longest.length, 128);
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+    for (const [path, o] of paths) {
+      if (path === "/cache") continue; // a stored answer's id is tested in the cache's own tests
+      const what = `${o.method ?? "GET"} ${path}`;
+      const send = (id: string | undefined) =>
+        request(g.url, {
+          method: o.method,
+          body: o.body,
+          path: `${path}/id-${n++}`,
+          headers: id === undefined ? o.headers : { ...o.headers, "x-request-id": id },
+        });
+      for (const id of ["a", longest, "x-1.2_3:4"]) {
+        const r = await send(id);
+        assert.equal(r.headers["x-request-id"], id, `${what}: ${id.length} characters kept`);
+        assert.equal(r.json<{ headers: Record<string, string> }>().headers["x-request-id"], id, what);
+      }
+      for (const id of [`${longest}c`, "z".repeat(10_240), "", "<abc", "abc>", "a b", "a/b", "a\u00e9"]) {
+        const r = await send(id);
+        const mine = String(r.headers["x-request-id"]);
+        assert.match(mine, uuid, `${what}: ${JSON.stringify(id.slice(0, 20))} (${id.length}) replaced`);
+        assert.equal(r.json<{ headers: Record<string, string> }>().headers["x-request-id"], mine, what);
+      }
+      const none = await send(undefined);
+      assert.match(String(none.headers["x-request-id"]), uuid, `${what}: generated when absent`);
+    }
+  });
+});
+
 /** Reach into the running generation for a target (tests flip health by hand). */
 function findTarget(r: Running, service: string): Target {
   const t = targetsOf(r).get(service);

@@ -133,6 +133,34 @@ routes:
     assert.deepEqual(await statuses(gw.url, 3, { path: "/header" }), [200, 200, 429], "no header: by ip");
   });
 
+  test("by header: a request without the header counts against its own address, not one shared bucket", async () => {
+    const g = await gateway(`
+services:
+  echo: { targets: [${echo.url}] }
+routes:
+  - { name: keyed, match: { path: /keyed }, service: echo, rateLimit: { max: 1, window: 1m, by: "header:x-api-key" } }
+`);
+    try {
+      const from = (localAddress: string, headers: Record<string, string> = {}) =>
+        within(2000, request(g.url, { path: "/keyed", localAddress, headers })).then((r) => r.status);
+      assert.deepEqual([await from("127.0.0.1"), await from("127.0.0.1")], [200, 429], "127.0.0.1's bucket");
+      assert.equal(await from("127.0.0.2"), 200, "another client without the header has its own bucket");
+      assert.equal(await from("127.0.0.3"), 200, "and a third one too");
+      assert.equal(await from("127.0.0.2"), 429);
+      // With the header, the value is the bucket, wherever it comes from; never an address's bucket.
+      assert.equal(await from("127.0.0.1", { "x-api-key": "k1" }), 200);
+      assert.equal(
+        await from("127.0.0.2", { "x-api-key": "k1" }),
+        429,
+        "one bucket per value, across addresses",
+      );
+      assert.equal(await from("127.0.0.1", { "x-api-key": "127.0.0.4" }), 200, "a value is not an address");
+      assert.equal(await from("127.0.0.4"), 200);
+    } finally {
+      await g.close();
+    }
+  });
+
   test("by route: one bucket for every client", async () => {
     const st: number[] = [];
     for (let i = 0; i < 3; i++) {
