@@ -14,6 +14,7 @@ import fp from "fastify-plugin";
 import { compileAccess } from "../src/auth/access.js";
 import { verifierFor } from "../src/auth/verifier.js";
 import { errors } from "../src/errors.js";
+import { policyHook } from "../src/lane-plan.js";
 import type { PolicyOptions } from "../src/policies.js";
 import { kState } from "../src/request-state.js";
 
@@ -45,32 +46,37 @@ export const auth = fp(
       (scopes.length > 0 ? `, scope="${scopes.join(" ")}"` : "");
     const forwardToken = cfg.forwardToken !== false;
 
-    app.addHook("onRequest", async function authenticate(request: FastifyRequest, reply: FastifyReply) {
-      const token = bearerToken(request.headers.authorization);
-      if (token === undefined) {
-        reply.header("www-authenticate", CHALLENGE_MISSING);
-        throw new errors.SY_AUTH_MISSING();
-      }
-      let claims: Record<string, unknown>;
-      try {
-        claims = await verifier.verify(token);
-      } catch (err) {
-        // The reason is logged (debug: the access line already has the 401), never sent.
-        request.log.debug(
-          { verifier: verifier.name, reason: (err as { code?: string }).code, err: (err as Error).message },
-          "token refused",
-        );
-        reply.header("www-authenticate", CHALLENGE_INVALID);
-        throw new errors.SY_AUTH_INVALID();
-      }
-      if (allowed !== undefined && !allowed(claims)) {
-        reply.header("www-authenticate", challengeForbidden);
-        throw new errors.SY_AUTH_FORBIDDEN();
-      }
-      request.raw[kState]!.claims = claims;
-      // The forwarder copies request.raw.headers: what is deleted here never leaves the gateway.
-      if (!forwardToken) delete request.raw.headers.authorization;
-    });
+    policyHook(
+      app,
+      route,
+      "onRequest",
+      async function authenticate(request: FastifyRequest, reply: FastifyReply) {
+        const token = bearerToken(request.headers.authorization);
+        if (token === undefined) {
+          reply.header("www-authenticate", CHALLENGE_MISSING);
+          throw new errors.SY_AUTH_MISSING();
+        }
+        let claims: Record<string, unknown>;
+        try {
+          claims = await verifier.verify(token);
+        } catch (err) {
+          // The reason is logged (debug: the access line already has the 401), never sent.
+          request.log.debug(
+            { verifier: verifier.name, reason: (err as { code?: string }).code, err: (err as Error).message },
+            "token refused",
+          );
+          reply.header("www-authenticate", CHALLENGE_INVALID);
+          throw new errors.SY_AUTH_INVALID();
+        }
+        if (allowed !== undefined && !allowed(claims)) {
+          reply.header("www-authenticate", challengeForbidden);
+          throw new errors.SY_AUTH_FORBIDDEN();
+        }
+        request.raw[kState]!.claims = claims;
+        // The forwarder copies request.raw.headers: what is deleted here never leaves the gateway.
+        if (!forwardToken) delete request.raw.headers.authorization;
+      },
+    );
   },
   { name: "switchyard-auth", fastify: "5.x" },
 );

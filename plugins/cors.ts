@@ -18,6 +18,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from "fastify";
 import fp from "fastify-plugin";
 import { ms } from "../src/config/duration.js";
+import { headEdit, policyHook } from "../src/lane-plan.js";
 import type { PolicyOptions } from "../src/policies.js";
 
 /** @fastify/cors's default, for routes that list neither cors.methods nor match.methods. */
@@ -65,7 +66,7 @@ export const cors = fp(
       return listed.has(origin.toLowerCase()) ? origin : undefined;
     }
 
-    app.addHook("onRequest", function preflight(request, reply, done: HookHandlerDoneFunction) {
+    policyHook(app, route, "onRequest", function preflight(request, reply, done: HookHandlerDoneFunction) {
       if (!isPreflight(request)) {
         done();
         return;
@@ -85,7 +86,7 @@ export const cors = fp(
       reply.code(204).header("x-request-id", request.id).send();
     });
 
-    app.addHook("onSend", function corsHeaders(request, reply: FastifyReply, payload, done) {
+    headEdit(app, route, function corsHeaders(request, reply: FastifyReply, payload, done) {
       if (isPreflight(request)) {
         done(null, payload);
         return;

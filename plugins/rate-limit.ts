@@ -29,6 +29,7 @@ import { isRefresh } from "../src/cache/refresh.js";
 import { ms } from "../src/config/duration.js";
 import type { RouteConfig } from "../src/config/schema.js";
 import { errors } from "../src/errors.js";
+import { policyHook } from "../src/lane-plan.js";
 import type { PolicyOptions } from "../src/policies.js";
 import { kState } from "../src/request-state.js";
 import { type GatewayStore, useStore } from "../src/store/index.js";
@@ -121,7 +122,7 @@ export const rateLimitPolicy = fp(
         if (st) st.rateLimited = true;
       },
     });
-    scope.addHook(limitsAfterAuth(route.config) ? "preHandler" : "onRequest", limiter);
+    policyHook(scope, route, limitsAfterAuth(route.config) ? "preHandler" : "onRequest", limiter);
   },
   { name: "switchyard-rate-limit", fastify: "5.x" },
 );

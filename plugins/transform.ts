@@ -17,6 +17,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from "fastify";
 import fp from "fastify-plugin";
 import type { RouteConfig } from "../src/config/schema.js";
+import { headEdit, policyHook } from "../src/lane-plan.js";
 import type { PolicyOptions } from "../src/policies.js";
 import { kState } from "../src/request-state.js";
 
@@ -46,7 +47,7 @@ export const stripClaimHeaders = fp(
     const names = Object.keys(route.config.transform!.request!.fromClaims!).map((n) =>
       headerName(`routes.${route.name}.transform.request.fromClaims`, n),
     );
-    app.addHook("onRequest", function stripForged(request, _reply, done) {
+    policyHook(app, route, "onRequest", function stripForged(request, _reply, done) {
       const h = request.raw.headers;
       for (const n of names) if (h[n] !== undefined) delete h[n];
       done();
@@ -60,12 +61,12 @@ export const transform = fp(
     const t = route.config.transform!;
     const where = `routes.${route.name}.transform`;
     const req = compileRequest(where, t);
-    if (req !== undefined) app.addHook("preHandler", req);
+    if (req !== undefined) policyHook(app, route, "preHandler", req);
     const resHeaders = t.response?.headers;
     if (resHeaders !== undefined) {
       const remove = (resHeaders.remove ?? []).map((n) => headerName(`${where}.response.headers.remove`, n));
       const set = headerSets(`${where}.response.headers.set`, resHeaders.set);
-      app.addHook("onSend", function responseHeaders(_request, reply, payload, done) {
+      headEdit(app, route, function responseHeaders(_request, reply, payload, done) {
         for (const n of remove) reply.removeHeader(n);
         for (const [k, v] of set) reply.header(k, v);
         done(null, payload);

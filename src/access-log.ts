@@ -43,8 +43,10 @@ export function onResponseClose(this: ServerResponse): void {
   const st = this.req[kState];
   if (st === undefined) return;
   const target = st.target?.url;
-  releaseTarget(st as RequestState);
   const status = this.writableFinished ? this.statusCode : 499;
+  st.ended = true;
+  // An answer cut short: the client left, so its upstream request (if still running) is cancelled.
+  releaseTarget(st as RequestState, status === 499);
   // Metrics (with `admin`): numbers added to cells bound at load, nothing allocated.
   st.route.metrics?.observe(st, status, st.reply?.elapsedTime ?? 0);
   // At warn and above (and in benchmarks) the line is not built at all.

@@ -33,7 +33,8 @@ import type { Config } from "./config/schema.js";
 import { Methods } from "./config/schema.js";
 import { type ErrorCode, errorCodeOf, errorResponse, errors } from "./errors.js";
 import { buildGeneration, type CompiledRoute, type Generation } from "./generation.js";
-import { laneable, type Policy, type PolicyOptions, policies } from "./policies.js";
+import { planOf } from "./lane-plan.js";
+import { FORWARD_LANE, laneable, type Policy, type PolicyOptions, policies } from "./policies.js";
 import { genReqId, kState } from "./request-state.js";
 import { matchIncoming } from "./router/incoming.js";
 import { normalizePath, splitTarget } from "./router/normalize.js";
@@ -138,8 +139,8 @@ async function routeScope(
         : websocketRoute(route),
   });
   // The lane gets the bare handler: requests of a serverTiming listener never take a lane.
-  if (proxy !== undefined && laneable(route, generation.config))
-    generation.lanes.set(route.id, proxyLane(proxy, scope));
+  if (proxy !== undefined && laneable(route, generation.config, FORWARD_LANE))
+    generation.lanes.set(route.id, proxyLane(proxy, scope, planOf(route)));
 }
 
 /** A policy into the route's scope; with Server-Timing about, between the markers of its span. */

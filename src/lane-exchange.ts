@@ -10,6 +10,7 @@ import type { TLSSocket } from "node:tls";
 import type { FastifyBaseLogger } from "fastify";
 import type { Agent } from "undici";
 import { errorCodeOf, errorResponse } from "./errors.js";
+import { applyHeadEdits, type HeadEdit } from "./lane-plan.js";
 import { kState } from "./request-state.js";
 
 /** What a lane request shares with its route's scope. */
@@ -42,6 +43,9 @@ export class LaneRequest {
   get ips(): undefined {
     return undefined;
   }
+  get routeOptions(): typeof ROUTE_OPTIONS {
+    return ROUTE_OPTIONS;
+  }
   get protocol(): "http" | "https" {
     return (this.raw.socket as TLSSocket).encrypted ? "https" : "http";
   }
@@ -52,19 +56,37 @@ export class LaneRequest {
   }
 }
 
-/** The members of FastifyReply that proxyHandler and the access line use. */
+/** Fastify's request.routeOptions as @fastify/rate-limit reads it (no per-route rate-limit config). */
+const ROUTE_OPTIONS = Object.freeze({ config: Object.freeze({}) });
+
+/**
+ * The members of FastifyReply that proxyHandler, the policies' hooks and the
+ * access line use. `send` renders an answer the way app.ts does on the
+ * Fastify path: an error as SPEC §5 JSON (errorHandler + sendError), anything
+ * else as a plain body (a preflight's 204); the route's head edits (response
+ * transform, CORS) apply to it, as Fastify's onSend hooks do there.
+ */
 export class LaneReply {
   private pending?: OutgoingHttpHeaders;
+  private status = 200;
   private readonly start = performance.now();
   constructor(
     readonly raw: ServerResponse,
     readonly request: LaneRequest,
+    private readonly edits: readonly HeadEdit[] = NO_EDITS,
   ) {}
   get sent(): boolean {
     return this.raw.headersSent || this.raw.writableEnded;
   }
   get elapsedTime(): number {
     return performance.now() - this.start;
+  }
+  get statusCode(): number {
+    return this.status;
+  }
+  code(status: number): this {
+    this.status = status;
+    return this;
   }
   hijack(): this {
     return this;
@@ -75,24 +97,64 @@ export class LaneReply {
   getHeader(name: string) {
     return this.pending?.[name];
   }
-  header(name: string, value: string): this {
+  header(name: string, value: string | number | string[]): this {
     this.pending ??= {};
     this.pending[name] = value;
     return this;
   }
-  /** Only errors are sent this way (answers stream from onHead): app.ts's errorHandler and sendError, raw. */
-  send(err: unknown): this {
-    const code = errorCodeOf(err);
-    if (code === "SY_INTERNAL") this.request.log.error({ err }, "unexpected error");
+  removeHeader(name: string): this {
+    if (this.pending !== undefined) delete this.pending[name];
+    return this;
+  }
+  send(payload?: unknown): this {
+    const request = this.request;
     if (this.sent) {
-      this.raw.destroy();
+      if (payload instanceof Error) this.raw.destroy();
       return this;
     }
-    const { status, headers, body } = errorResponse(code, this.request.id);
+    let body: string | Buffer = "";
+    if (
+      payload instanceof Error ||
+      (payload !== undefined && typeof payload === "object" && !Buffer.isBuffer(payload))
+    ) {
+      const code = errorCodeOf(payload);
+      if (code === "SY_INTERNAL") request.log.error({ err: payload }, "unexpected error");
+      const r = errorResponse(code, request.id);
+      this.status = r.status;
+      for (const k in r.headers) this.header(k, r.headers[k]);
+      body = r.body;
+    } else if (payload !== undefined) body = payload as string | Buffer;
+    this.pending ??= {};
+    this.pending["x-request-id"] ??= request.id;
+    if (this.edits.length > 0) applyHeadEdits(this.edits, request, this);
+    // A body-less status carries no length; writeHead(obj) is not getHeader()'s, so the access line is told.
+    if (this.status !== 204 && this.status !== 304)
+      this.pending["content-length"] ??= String(Buffer.byteLength(body));
     const st = this.raw.req[kState];
-    if (st !== undefined) st.contentLength = headers["content-length"]; // writeHead(obj) is not getHeader()'s
-    this.raw.writeHead(status, { ...this.pending, ...headers });
+    if (st !== undefined) st.contentLength = this.pending["content-length"] as string | undefined;
+    this.raw.writeHead(this.status, this.pending);
     this.raw.end(body);
+    return this;
+  }
+}
+
+const NO_EDITS: readonly HeadEdit[] = [];
+
+/**
+ * The head of an upstream answer being written by the forwarder itself
+ * (plugins/balance.ts onHead) as a reply whose headers the head edits change.
+ */
+export class HeadReply {
+  constructor(readonly headers: Record<string, unknown>) {}
+  header(name: string, value: unknown): this {
+    this.headers[name] = value;
+    return this;
+  }
+  getHeader(name: string): unknown {
+    return this.headers[name];
+  }
+  removeHeader(name: string): this {
+    delete this.headers[name];
     return this;
   }
 }

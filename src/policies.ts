@@ -42,6 +42,20 @@ export function laneable(route: CompiledRoute, config: Config, allowed: readonly
   );
 }
 
+/**
+ * Policies whose hooks the forwarding lane runs itself (src/lane-plan.ts,
+ * plugins/proxy-lane.ts). The cache is not among them: it needs the body
+ * as a payload to store it, and answers its hits on a lane of its own.
+ */
+export const FORWARD_LANE: readonly string[] = [
+  "cors",
+  "strip-claim-headers",
+  "rate-limit",
+  "auth",
+  "rate-limit-jwt",
+  "transform",
+];
+
 export const policies: Policy[] = [
   { name: "cors", applies: (r) => r.cors !== undefined, plugin: cors },
   // A client's copies of fromClaims headers go before anything reads headers (SPEC §6).

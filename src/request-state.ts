@@ -38,6 +38,8 @@ export interface RequestState {
   claims?: Record<string, unknown>;
   /** Content-Length of a response written around Fastify (the access line's bytes). */
   contentLength?: string;
+  /** The response has closed (finished or aborted): nothing may be forwarded for it any more. */
+  ended?: boolean;
   /** Set when the streamed body went over the route's bodyLimit. */
   tooLarge?: boolean;
 }
