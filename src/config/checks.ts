@@ -6,6 +6,7 @@
  */
 import { accessSync, constants } from "node:fs";
 import { resolve } from "node:path";
+import { checkNatListeners } from "../l4/nat-checks.js";
 import { validateMatchSpec } from "../router/match.js";
 import { compileRewrite } from "../router/rewrite.js";
 import { didYouMean, type Segment } from "./load.js";
@@ -86,6 +87,7 @@ export function semanticChecks(cfg: Config, ctx: CheckContext): void {
       ctx.report(["tcp", i], "a tcp listener needs exactly one of service or sni");
     }
   });
+  checkNatListeners(cfg, ctx);
 
   for (const [name, v] of Object.entries(cfg.jwt)) {
     const keys = [v.secret, v.publicKey, v.jwksUri].filter((x) => x !== undefined).length;

@@ -487,6 +487,19 @@ const Route = Strict(
 
 const L4Listen = Strict({ port: Port, host: Host("0.0.0.0") }, "Where to listen");
 
+// Issue 16: the same listener either proxied by Node or translated by the kernel (README "L4 in the kernel").
+// Optional in the type (the loader fills both defaults in) so listener objects built in code stay valid.
+const L4Mode = T.Union([T.Literal("proxy"), T.Literal("nat")], {
+  default: "proxy",
+  description:
+    "proxy: Node relays the bytes; nat: the kernel rewrites the addresses (nftables DNAT; Linux, nft, CAP_NET_ADMIN)",
+});
+const Snat = T.Boolean({
+  default: true,
+  description:
+    "nat mode: masquerade, so targets reply through the gateway; false keeps the client's address (targets must route back through the gateway)",
+});
+
 const TcpListener = Strict(
   {
     name: Name,
@@ -503,6 +516,8 @@ const TcpListener = Strict(
       T.Union([T.Literal("v1"), T.Literal("v2")], { description: "Send a PROXY header" }),
     ),
     acceptProxyProtocol: T.Boolean({ default: false, description: "Read a PROXY header from the client" }),
+    mode: T.Optional(L4Mode),
+    snat: T.Optional(Snat),
   },
   "An L4 TCP listener",
 );
@@ -514,6 +529,8 @@ const UdpListener = Strict(
     service: T.String({ description: "The udp:// service" }),
     sessionTimeout: Duration("A client address keeps its target while active", "30s"),
     maxSessions: T.Integer({ minimum: 1, default: 10000, description: "Bound on the session table" }),
+    mode: T.Optional(L4Mode),
+    snat: T.Optional(Snat),
   },
   "An L4 UDP listener",
 );
