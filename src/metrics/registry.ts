@@ -10,11 +10,17 @@
  *   targets, and the L4 listeners' own counters (prom-client collect());
  * - config_reloads_total: a plain prom-client Counter (rare events).
  *
+ * `mode: nat` listeners (issue 16) have no Node-side counts: their
+ * tcp_connections_total, tcp_bytes_total and udp_datagrams_total come from
+ * the nftables table's named counters (one `nft` read per scrape), as series
+ * with `mode="nat"`; the proxy mode's series keep exactly their labels.
+ *
  * Reloads keep the counters of routes that still exist (cells are found by
  * route name) and drop the series of routes that are gone.
  */
 import client, { type Registry } from "prom-client";
 import type { Generation } from "../generation.js";
+import type { NatStats } from "../l4/nat-plane.js";
 import type { L4Listeners } from "../l4-listeners.js";
 import { BUCKETS, RouteCells, RouteMetrics } from "./cells.js";
 
@@ -50,14 +56,19 @@ function cellMetric(
   name: string,
   help: string,
   type: "counter" | "histogram",
-  values: () => Values,
+  values: () => Values | Promise<Values>,
 ): CellMetric {
+  const of = (v: Values) => ({ name, help, type, aggregator: "sum" as const, values: v });
   return {
     name,
     help,
     type,
     aggregator: "sum",
-    get: () => ({ name, help, type, aggregator: "sum", values: values() }),
+    // Synchronous unless the values are (the nat listeners' come from the kernel); prom-client awaits either.
+    get: () => {
+      const v = values();
+      return (v instanceof Promise ? v.then(of) : of(v)) as ReturnType<CellMetric["get"]>;
+    },
   };
 }
 
@@ -206,6 +217,14 @@ export class Metrics {
     });
     const tcp = () => (source.l4()?.tcp ?? []).map((p) => p.stats);
     const udp = () => (source.l4()?.udp ?? []).map((p) => p.stats);
+    // A failed read (the table deleted by hand) leaves the nat series out of this scrape, never fails it.
+    const nat = async (kind: "tcp" | "udp"): Promise<NatStats[]> =>
+      (
+        (await source
+          .l4()
+          ?.natStats()
+          .catch(() => [])) ?? []
+      ).filter((s) => s.kind === kind);
     new client.Gauge({
       name: `${P}tcp_connections_active`,
       help: "Open client connections per TCP listener",
@@ -217,20 +236,34 @@ export class Metrics {
       },
     });
     r.registerMetric(
-      cellMetric(`${P}tcp_connections_total`, "Client connections accepted per TCP listener", "counter", () =>
-        tcp().map((s) => ({ labels: { listener: s.listener }, value: s.total })),
+      cellMetric(
+        `${P}tcp_connections_total`,
+        "Client connections accepted per TCP listener (mode=nat: translated by the kernel)",
+        "counter",
+        async () => [
+          ...tcp().map((s) => ({ labels: { listener: s.listener }, value: s.total })),
+          ...(await nat("tcp")).map((s) => ({
+            labels: { listener: s.listener, mode: "nat" },
+            value: s.connections,
+          })),
+        ],
       ) as never,
     );
     r.registerMetric(
       cellMetric(
         `${P}tcp_bytes_total`,
-        "Bytes per TCP listener: in from clients, out to clients",
+        "Bytes per TCP listener: in from clients, out to clients (mode=nat: whole IP packets)",
         "counter",
-        () =>
-          tcp().flatMap((s) => [
+        async () => [
+          ...tcp().flatMap((s) => [
             { labels: { listener: s.listener, direction: "in" }, value: s.bytesIn },
             { labels: { listener: s.listener, direction: "out" }, value: s.bytesOut },
           ]),
+          ...(await nat("tcp")).flatMap((s) => [
+            { labels: { listener: s.listener, direction: "in", mode: "nat" }, value: s.bytesIn },
+            { labels: { listener: s.listener, direction: "out", mode: "nat" }, value: s.bytesOut },
+          ]),
+        ],
       ) as never,
     );
     r.registerMetric(
@@ -238,11 +271,16 @@ export class Metrics {
         `${P}udp_datagrams_total`,
         "Datagrams per UDP listener: in from clients, out to clients",
         "counter",
-        () =>
-          udp().flatMap((s) => [
+        async () => [
+          ...udp().flatMap((s) => [
             { labels: { listener: s.listener, direction: "in" }, value: s.datagramsIn },
             { labels: { listener: s.listener, direction: "out" }, value: s.datagramsOut },
           ]),
+          ...(await nat("udp")).flatMap((s) => [
+            { labels: { listener: s.listener, direction: "in", mode: "nat" }, value: s.packetsIn },
+            { labels: { listener: s.listener, direction: "out", mode: "nat" }, value: s.packetsOut },
+          ]),
+        ],
       ) as never,
     );
     new client.Gauge({
