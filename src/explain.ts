@@ -2,13 +2,18 @@
  * `switchyard explain METHOD URL [-H ...]`: which route a request would take
  * and why the earlier ones did not, the upstream path and Host after
  * rewriting, and the service and balancer — without starting anything.
+ * `switchyard explain tcp|udp HOST:PORT` does the same for an L4 listener.
  */
 import type { Config } from "./config/schema.js";
 import { buildGeneration } from "./generation.js";
+import { explainL4 } from "./l4/explain-l4.js";
 import { policies } from "./policies.js";
 import { normalizePath, splitTarget } from "./router/normalize.js";
 
 export function explain(config: Config, method: string, url: string, headerArgs: string[]): string {
+  // `explain tcp HOST:PORT` / `explain udp HOST:PORT`: the L4 listener, its mode and (nat) its kernel rule.
+  const l4 = method.toLowerCase();
+  if (l4 === "tcp" || l4 === "udp") return explainL4(config, l4, url);
   const u = new URL(url, "http://localhost");
   const headers: Record<string, string> = { host: u.host };
   for (const h of headerArgs) {
