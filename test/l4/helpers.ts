@@ -141,14 +141,15 @@ export async function deadPort(): Promise<number> {
  * connections fill the accept queue and the kernel drops later SYNs.
  */
 export async function blackHole(t: TestContext): Promise<number> {
+  // The child blocks in the same tick as it prints its port (writes to a pipe are synchronous
+  // on Linux): once the port is read, its event loop will never accept, however busy the machine.
   const script = `const s=require("net").createServer().listen({port:0,host:"127.0.0.1",backlog:1},()=>{
-    console.log(s.address().port);setTimeout(()=>Atomics.wait(new Int32Array(new SharedArrayBuffer(4)),0,0,60000),20)})`;
+    console.log(s.address().port);Atomics.wait(new Int32Array(new SharedArrayBuffer(4)),0,0,60000)})`;
   const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
   t.after(() => child.kill());
   const [line] = (await once(child.stdout, "data", { signal: AbortSignal.timeout(WAIT) })) as [Buffer];
   const port = Number(line.toString().trim());
-  // Let it block; then fill its queue (those two complete: the kernel accepts for it).
-  await new Promise((r) => setTimeout(r, 100));
+  // Fill its queue (those two complete: the kernel accepts for it).
   for (let i = 0; i < 2; i++) {
     const s = await dial(port);
     t.after(() => s.destroy());

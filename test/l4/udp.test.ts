@@ -95,13 +95,20 @@ test(
 
 test("traffic keeps a session alive past sessionTimeout", opts, async (t) => {
   const svc = await twoTargets(t);
-  const { proxy, port } = await udpProxy(t, { sessionTimeout: "300ms" }, svc);
+  const timeout = 1000;
+  const { proxy, port } = await udpProxy(t, { sessionTimeout: `${timeout}ms` }, svc);
   const c = await udpClient(t, port);
+  const t0 = performance.now();
   const tag = (await c.ask("0")).split(":")[0];
-  // Pacing is the point here: six exchanges 100 ms apart span twice the timeout.
-  for (let i = 1; i <= 6; i++) {
-    await new Promise((r) => setTimeout(r, 100));
+  // Pacing is the point here: exchanges a quarter of the timeout apart until the session has
+  // lived twice the timeout. The margin (750 ms between a reply and the next datagram) is for a
+  // busy machine; no pause comes near the timeout unless the machine stalls for most of a second.
+  let i = 0;
+  while (performance.now() - t0 < 2 * timeout && i < 50) {
+    await new Promise((r) => setTimeout(r, timeout / 4));
+    i++;
     assert.equal(await c.ask(String(i)), `${tag}:${i}`);
   }
+  assert.ok(performance.now() - t0 >= 2 * timeout, "the session outlived its timeout twice over");
   assert.equal(proxy.stats.sessionsTotal, 1);
 });

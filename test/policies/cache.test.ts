@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { EventEmitter, once } from "node:events";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, mock, test } from "node:test";
 import { SignJWT } from "jose";
 import { purgeCache } from "../../src/cache/purge.js";
+import { storeOf } from "../../src/store/index.js";
 import { type Backend, backend, gateway, type Running, request } from "../helpers/index.js";
 import { within } from "../store/redis-helpers.js";
 
@@ -54,6 +55,38 @@ function gated(): { gate: Promise<void>; release: () => void } {
     release = r;
   });
   return { gate, release };
+}
+
+/**
+ * Resolves once the cache has looked up `path` `n` times and each lookup is answered: those
+ * requests are past their lookup — the first leads the miss, the others wait on it. The memory
+ * store answers without I/O, so by the next macrotask each one has reached its await.
+ */
+function lookups(path: string, n: number): Promise<void> {
+  const store = storeOf(gw.gw.generation);
+  assert.ok(store, "the gateway's store");
+  const get = store.get;
+  let seen = 0;
+  return new Promise((ok) => {
+    store.get = async function countedGet(this: typeof store, key: string) {
+      const v = await get.call(this, key);
+      if (key.includes(`${path} `) && ++seen === n) {
+        store.get = get;
+        setImmediate(ok);
+      }
+      return v;
+    };
+  });
+}
+
+/** Run `fn` with Date frozen at now; `tick` moves it on (the cache and memory store read Date.now()). */
+async function withClock(fn: (tick: (ms: number) => void) => Promise<void>): Promise<void> {
+  mock.timers.enable({ apis: ["Date"], now: Date.now() });
+  try {
+    await fn((ms) => mock.timers.tick(ms));
+  } finally {
+    mock.timers.reset();
+  }
 }
 
 let up: Upstream;
@@ -281,12 +314,13 @@ describe("cache: with other policies", () => {
       else res.end(`second ${k}`);
     });
     const first = once(up, "hit");
+    const looked = lookups(p, 2);
     const aborter = new AbortController();
     const leader = fetch(`${gw.url}${p}`, { signal: aborter.signal }).catch((e: Error) => e);
     await first;
     const follower = get(p);
-    // The follower is waiting on the leader now; the leader's client goes away.
-    await new Promise((r) => setTimeout(r, 50));
+    // Once the follower has looked up the key it is waiting on the leader; the leader's client goes away.
+    await looked;
     aborter.abort();
     await leader;
     const r = await follower;
@@ -299,10 +333,15 @@ describe("cache: freshness", () => {
   test("the route ttl is the default lifetime", async () => {
     const p = `/short${fresh()}`;
     up.on200(p);
-    await get(p);
-    assert.equal((await get(p)).headers["x-cache"], "HIT");
-    await new Promise((r) => setTimeout(r, 350));
-    assert.equal((await get(p)).headers["x-cache"], "MISS");
+    // The clock stands still between the first two requests, however slow the machine is.
+    await withClock(async (tick) => {
+      await get(p);
+      assert.equal((await get(p)).headers["x-cache"], "HIT");
+      tick(299);
+      assert.equal((await get(p)).headers["x-cache"], "HIT", "fresh until the ttl (300ms)");
+      tick(2);
+      assert.equal((await get(p)).headers["x-cache"], "MISS");
+    });
   });
 
   test("the route ttl is the upper bound of the upstream's max-age", async () => {
@@ -461,11 +500,11 @@ routes:
         res.end(`only ${k}`);
       });
     });
-    const first = once(up, "hit");
+    const looked = lookups(p, 10);
     const all = Promise.all(Array.from({ length: 10 }, () => get(p)));
-    await first;
-    // Let the other nine reach the gateway while the first is held upstream.
-    await new Promise((r) => setTimeout(r, 100));
+    // All ten have looked up the key while the first is held upstream: nine wait on it.
+    await looked;
+    assert.equal(up.count(p), 1, "one request upstream while ten are in flight");
     release();
     const replies = await all;
     assert.equal(up.count(p), 1);
@@ -505,10 +544,10 @@ routes:
         res.end(`private ${k}`);
       });
     });
-    const first = once(up, "hit");
+    const looked = lookups(p, 4);
     const all = Promise.all(Array.from({ length: 4 }, () => get(p)));
-    await first;
-    await new Promise((r) => setTimeout(r, 100));
+    await looked;
+    assert.equal(up.count(p), 1, "three wait on the first");
     release();
     const replies = await all;
     assert.equal(up.count(p), 4);

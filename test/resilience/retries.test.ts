@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import http from "node:http";
+import net, { type AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { RetryBudget } from "../../src/upstreams/retry-budget.js";
 import { backoffDelay, retryPolicy } from "../../src/upstreams/retry-policy.js";
 import { type Backend, backend, deadPort, gateway, type Running, request } from "../helpers/index.js";
-import { hammer, resettingServer } from "./helpers.js";
+import { resettingServer } from "./helpers.js";
 
 /** Answers `status` (after `delay` ms) and counts bodies it received. */
 async function failing(name: string, status: number, delay = 0): Promise<Backend & { bodies: number[] }> {
@@ -225,12 +226,107 @@ routes:
   });
 });
 
-describe("retry budget", { timeout: 30_000 }, () => {
-  // The targets answer slowly (300 ms) so that the 200 requests are all in flight before the first
-  // failure: the budget bounds retries in flight, so the bound below is for an overlapping burst.
-  test("200 concurrent requests during a full outage make at most (1 + 20%) × 200 upstream attempts", async () => {
-    const a = await failing("a", 503, 300);
-    const b = await failing("b", 503, 300);
+/**
+ * The order of events in an outage, set by the test instead of left to the machine's speed.
+ * Every attempt is held at its target: the first attempts (a request id not seen before) are
+ * failed together once all `burst` of them have arrived — so every request is in flight at the
+ * gateway when the first failure comes back —; the retries they cause are held until every
+ * request that was not retried has its answer at the client, then failed together; anything
+ * later (a second retry) fails at once. On a slow or busy machine the schedule is the same.
+ */
+class Outage {
+  attempts = 0;
+  private answered = 0;
+  private seen = new Set<string>();
+  private firsts: (() => void)[] = [];
+  private retries: (() => void)[] = [];
+  private phase: "gathering" | "retrying" | "over" = "gathering";
+  constructor(readonly burst: number) {}
+
+  /** An attempt reached a target; `fail` answers it (503 or a reset). */
+  arrive(requestId: string, fail: () => void): void {
+    this.attempts++;
+    if (this.phase === "over") {
+      fail();
+      return;
+    }
+    if (!this.seen.has(requestId)) {
+      this.seen.add(requestId);
+      this.firsts.push(fail);
+      if (this.firsts.length === this.burst) {
+        this.phase = "retrying";
+        for (const f of this.firsts.splice(0)) f();
+      }
+      return;
+    }
+    this.retries.push(fail);
+    this.settle();
+  }
+
+  /** A client got its answer. */
+  answer(): void {
+    this.answered++;
+    this.settle();
+  }
+
+  private settle(): void {
+    if (this.phase !== "retrying" || this.answered + this.retries.length !== this.burst) return;
+    this.phase = "over";
+    for (const f of this.retries.splice(0)) f();
+  }
+
+  /** `burst` concurrent requests to `url`, each reported to the outage as it is answered. */
+  async run(url: string): Promise<number[]> {
+    return Promise.all(
+      Array.from({ length: this.burst }, () =>
+        request(url, { path: "/x" }).then((r) => {
+          this.answer();
+          return r.status;
+        }),
+      ),
+    );
+  }
+}
+
+/** An HTTP target of `outage` answering 503. */
+async function outage503(outage: Outage): Promise<Backend> {
+  return backend("down", (req, res) => {
+    req.resume();
+    outage.arrive(String(req.headers["x-request-id"]), () => {
+      res.statusCode = 503;
+      res.end("down");
+    });
+  });
+}
+
+/** A TCP target of `outage` resetting the connection (an attempt = a connection with a request). */
+async function outageReset(outage: Outage): Promise<{ url: string; close(): Promise<void> }> {
+  const server = net.createServer((s) => {
+    s.on("error", () => {});
+    let head = "";
+    s.on("data", function onData(c: Buffer) {
+      head += c.toString("latin1");
+      if (!head.includes("\r\n\r\n")) return;
+      s.off("data", onData);
+      const id = /^x-request-id: *(.*)$/im.exec(head)?.[1]?.trim() ?? "";
+      outage.arrive(id, () => s.resetAndDestroy());
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((ok) => {
+        server.close(() => ok());
+      }),
+  };
+}
+
+describe("retry budget", { timeout: 60_000 }, () => {
+  test("200 concurrent requests during a full outage make (1 + 20%) × 200 upstream attempts", async () => {
+    const outage = new Outage(200);
+    const a = await outage503(outage);
+    const b = await outage503(outage);
     const g = await gateway(`
 services:
   s: { targets: [${a.url}, ${b.url}], retries: { attempts: 2, budget: 20%, backoff: { base: 5ms, max: 20ms } } }
@@ -238,16 +334,11 @@ routes:
   - { name: r, match: { path: / }, service: s }
 `);
     try {
-      const out = await hammer(g.url, 200, 200, { path: "/x" });
-      assert.equal(out.length, 200);
-      assert.ok(
-        out.every((r) => r.status === 503),
-        "every client gets the upstream's 503",
-      );
-      const attempts = a.hits + b.hits;
-      // Without a budget this would be 400 (two targets, each tried once).
-      assert.ok(attempts <= 240, `attempts: ${attempts}`);
-      assert.ok(attempts > 200, "some retries were still made");
+      const statuses = await outage.run(g.url);
+      assert.deepEqual(new Set(statuses), new Set([503]), "every client gets the upstream's 503");
+      // With all 200 in flight when the failures come back, 20% of them (40) get a retry slot and
+      // hold it until they end; the other 160 answer at once. Without a budget: 400.
+      assert.equal(outage.attempts, 240);
     } finally {
       await g.close();
       await a.close();
@@ -256,27 +347,24 @@ routes:
   });
 
   test("the same outage as connection resets, counted at the TCP server", async () => {
-    const a = await resettingServer(300);
-    const b = await resettingServer(300);
-    const c = await resettingServer(300);
+    const outage = new Outage(200);
+    const targets = [await outageReset(outage), await outageReset(outage), await outageReset(outage)];
     const g = await gateway(`
 services:
-  s: { targets: [${a.url}, ${b.url}, ${c.url}], retries: { attempts: 2, budget: 20%, backoff: { base: 5ms, max: 20ms } } }
+  s: { targets: [${targets.map((t) => t.url).join(", ")}], retries: { attempts: 2, budget: 20%, backoff: { base: 5ms, max: 20ms } } }
 routes:
   - { name: r, match: { path: / }, service: s }
 `);
     try {
-      const out = await hammer(g.url, 200, 200, { path: "/x" });
-      assert.ok(out.every((r) => r.status === 502));
-      const attempts = a.count() + b.count() + c.count();
-      // Without a budget: 600 (three targets, each tried once). With three targets a request may
-      // retry twice, and as the burst drains, the budget's floor of 3 retries in flight lets the
-      // last two requests do so: at most min - 1 = 2 attempts over (1 + 20%) × 200.
-      assert.ok(attempts <= 240 + 2, `attempts: ${attempts}`);
-      assert.ok(attempts > 200, "some retries were still made");
+      const statuses = await outage.run(g.url);
+      assert.deepEqual(new Set(statuses), new Set([502]));
+      // 200 first attempts and 40 retries as above. With three targets a request may retry twice:
+      // as the 40 drain, the budget's floor of 3 retries in flight lets the last ones do so, at
+      // most min - 1 = 2 more attempts. Without a budget: 600.
+      assert.ok(outage.attempts >= 240 && outage.attempts <= 242, `attempts: ${outage.attempts}`);
     } finally {
       await g.close();
-      for (const x of [a, b, c]) await x.close();
+      for (const t of targets) await t.close();
     }
   });
 
