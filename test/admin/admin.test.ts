@@ -4,6 +4,7 @@ import { tokenMatches } from "../../plugins/admin.js";
 import { maskConfig } from "../../src/admin/snapshot.js";
 import { parseConfig } from "../../src/config/load.js";
 import { backend, request } from "../helpers/index.js";
+import { missing } from "../helpers/needs.js";
 import { throwawayRedis, uniquePrefix } from "../store/redis-helpers.js";
 import { runtime } from "./helpers.js";
 
@@ -159,7 +160,9 @@ test("cache purge by prefix and by tag through the admin API", async (t) => {
   assert.equal(await xcache("/d"), "HIT");
 });
 
-test("/readyz is 503 with the reason while the Redis store is down, 200 again when it is back", async (t) => {
+test("/readyz is 503 with the reason while the Redis store is down, 200 again when it is back", {
+  skip: await missing("redis-server"),
+}, async (t) => {
   const redis = await throwawayRedis();
   t.after(() => redis.stop());
   const b = await backend("r");

@@ -7,19 +7,20 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { test } from "node:test";
+import { missing } from "../helpers/needs.js";
 import { run, services, tcpProxy, until } from "./helpers.js";
 
 const opts = { timeout: 120_000 };
 
-async function redisListener(t: Parameters<typeof tcpProxy>[0]) {
-  const direct = await run("redis-cli", ["-h", "127.0.0.1", "-p", "6379", "PING"], 10_000);
-  if (direct.stdout.trim() !== "PONG") return undefined;
+function redisListener(t: Parameters<typeof tcpProxy>[0]) {
   return tcpProxy(t, { service: "redis" }, services("  redis: { targets: [tcp://127.0.0.1:6379] }"));
 }
 
-test("redis-cli PING, SET and GET through the listener", opts, async (t) => {
+test("redis-cli PING, SET and GET through the listener", {
+  ...opts,
+  skip: await missing("redis", "redis-cli"),
+}, async (t) => {
   const l = await redisListener(t);
-  if (!l) return t.skip("no Redis answering on 127.0.0.1:6379");
   const cli = (...args: string[]) =>
     run("redis-cli", ["-h", "127.0.0.1", "-p", String(l.port), ...args], 10_000);
   const key = `switchyard:test:l4:${randomUUID()}`;
@@ -32,9 +33,11 @@ test("redis-cli PING, SET and GET through the listener", opts, async (t) => {
   assert.ok(l.proxy.stats.bytesIn > 0 && l.proxy.stats.bytesOut > 0);
 });
 
-test("redis-benchmark -t set,get -n 20000 through the listener, without errors", opts, async (t) => {
+test("redis-benchmark -t set,get -n 20000 through the listener, without errors", {
+  ...opts,
+  skip: await missing("redis", "redis-benchmark"),
+}, async (t) => {
   const l = await redisListener(t);
-  if (!l) return t.skip("no Redis answering on 127.0.0.1:6379");
   // No -r: the benchmark uses its one fixed key (key:__rand_int__), never a keyspace.
   const r = await run("redis-benchmark", [
     "-h",
@@ -58,7 +61,9 @@ test("redis-benchmark -t set,get -n 20000 through the listener, without errors",
   assert.equal(l.proxy.stats.refused, 0);
 });
 
-test("psql select 1 through the listener", opts, async (t) => {
+// PostgreSQL present (psql and a server listening) means the test runs: any psql error,
+// direct or through the listener, is a failure with psql's own message, never a skip.
+test("psql select 1 through the listener", { ...opts, skip: await missing("postgres") }, async (t) => {
   const psql = (port: number) =>
     run(
       "psql",
@@ -66,7 +71,8 @@ test("psql select 1 through the listener", opts, async (t) => {
       20_000,
     );
   const direct = await psql(5432);
-  if (direct.code !== 0) return t.skip(`psql fails even directly: ${direct.stderr.trim().split("\n")[0]}`);
+  assert.equal(direct.code, 0, `psql fails even directly: ${direct.stderr}`);
+  assert.equal(direct.stdout.trim(), "1");
   const { proxy, port } = await tcpProxy(
     t,
     { service: "pg" },

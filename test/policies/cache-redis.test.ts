@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import { purgeCache } from "../../src/cache/purge.js";
 import { type Backend, backend, gateway, type Running, request } from "../helpers/index.js";
+import { missing } from "../helpers/needs.js";
 import {
   client,
   deleteKeys,
@@ -10,6 +11,9 @@ import {
   uniquePrefix,
   within,
 } from "../store/redis-helpers.js";
+
+const noRedis = await missing("redis");
+const noRedisServer = await missing("redis-server");
 
 describe("cache on the shared Redis store", () => {
   let up: Backend;
@@ -36,7 +40,9 @@ routes:
   - { name: api, match: { path: / }, service: up, cache: { ttl: 1m } }
 `;
 
-  test("two instances share entries: a miss on one is a hit on the other; a purge on one purges both", async () => {
+  test("two instances share entries: a miss on one is a hit on the other; a purge on one purges both", {
+    skip: noRedis,
+  }, async () => {
     prefix = uniquePrefix();
     try {
       const a = await gateway(config("redis://127.0.0.1:6379", prefix, "deny"));
@@ -62,7 +68,7 @@ routes:
     }
   });
 
-  describe("while Redis is down (throwaway redis-server)", () => {
+  describe("while Redis is down (throwaway redis-server)", { skip: noRedisServer }, () => {
     let redis: Throwaway;
     before(async () => {
       redis = await throwawayRedis();
