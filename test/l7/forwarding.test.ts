@@ -179,6 +179,65 @@ routes:
     assert.deepEqual(JSON.parse(chunked), { n: payload.length, sha: sha(payload) });
   });
 
+  test("a 20 MB request body streams: the upstream has its first bytes before the client sends its last", async () => {
+    // The client holds back its last megabyte until the upstream has received its first bytes:
+    // a gateway that buffered the body before forwarding would never let that happen.
+    let arrived: () => void = () => {};
+    const up = await backend("stream", (req, res) => {
+      const h = createHash("sha256");
+      let n = 0;
+      req.on("data", (c: Buffer) => {
+        if (n === 0) arrived();
+        n += c.length;
+        h.update(c);
+      });
+      req.on("end", () => res.end(JSON.stringify({ n, sha: h.digest("hex") })));
+    });
+    const g = await gateway(
+      `services: { s: { targets: [${up.url}] } }\nroutes: [{ name: r, service: s, bodyLimit: 64mb }]\n`,
+    );
+    const MB = 1 << 20;
+    try {
+      for (const headers of [{ "content-length": String(payload.length) }, {}]) {
+        const what = headers["content-length"] ? "with Content-Length" : "chunked";
+        const first = new Promise<void>((ok) => {
+          arrived = ok;
+        });
+        const req = http.request({
+          host: "127.0.0.1",
+          port: g.port,
+          method: "POST",
+          path: "/up",
+          agent: false,
+          headers,
+        });
+        const answer = new Promise<string>((ok, fail) => {
+          req.on("response", (res) => {
+            let s = "";
+            res.on("data", (c) => {
+              s += c;
+            });
+            res.on("end", () => ok(s));
+          });
+          req.on("error", fail);
+        });
+        for (let i = 0; i < payload.length - MB; i += MB) req.write(payload.subarray(i, i + MB));
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<"late">((ok) => {
+          timer = setTimeout(() => ok("late"), 15_000);
+        });
+        const got = await Promise.race([first.then(() => "first" as const), late]);
+        clearTimeout(timer);
+        assert.equal(got, "first", `${what}: the upstream saw nothing of 19 MB sent: the body was held back`);
+        req.end(payload.subarray(payload.length - MB));
+        assert.deepEqual(JSON.parse(await answer), { n: payload.length, sha: sha(payload) }, what);
+      }
+    } finally {
+      await g.close();
+      await up.close();
+    }
+  });
+
   test("a 20 MB response streams back unchanged", async () => {
     const body = await new Promise<Buffer>((ok, fail) => {
       http
