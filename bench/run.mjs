@@ -266,6 +266,17 @@ const tcpConfig = (name, service, target) => (port) => ({
   tcp: [{ name, listen: { port, host: "127.0.0.1" }, service }],
 });
 
+// Issue 16: the same listener in the kernel (nftables DNAT in the output hook on loopback); Node only
+// writes the table. shutdownTimeout 1s: the harness stops peers within 3 s, and the table goes at exit.
+const natConfig = (name, service, target) => (port) => ({
+  version: 1,
+  shutdownTimeout: "1s",
+  services: { [service]: { targets: [target] } },
+  tcp: [{ name, listen: { port, host: "127.0.0.1" }, service, mode: "nat" }],
+});
+const NAT_NOTE =
+  "switchyard nat: mode: nat, the kernel's DNAT (nftables, output hook on loopback); its CPU column is the gateway process alone, the kernel's NAT work is counted in the client's and the server's own time.";
+
 const peer = {
   direct: (label = "backend direct") => ({
     id: "direct",
@@ -426,10 +437,14 @@ const SCENARIOS = [
     backends: 1,
     refs: ["direct", "tcp-pipe", "haproxy-tcp"],
     floor: "tcp-pipe",
+    note: NAT_NOTE,
     peers: () => [
       peer.direct(),
       peer.switchyard("switchyard-tcp", "switchyard tcp", (ctx) =>
         tcpConfig("bench", "backend", `tcp://${ctx.targets[0].replace(/^\w+:\/\//, "")}`),
+      ),
+      peer.switchyard("switchyard-nat-tcp", "switchyard nat (kernel)", (ctx) =>
+        natConfig("bench", "backend", `tcp://${ctx.targets[0].replace(/^\w+:\/\//, "")}`),
       ),
       peer.tcpPipe(),
       peer.haproxy("tcp"),
@@ -443,11 +458,14 @@ const SCENARIOS = [
     backends: 0,
     refs: ["direct", "tcp-pipe", "haproxy-tcp"],
     floor: "tcp-pipe",
-    note: "Redis at 127.0.0.1:6379 is the machine's own (not pinned, not started by the harness): no CPU figure for it.",
+    note: `Redis at 127.0.0.1:6379 is the machine's own (not pinned, not started by the harness): no CPU figure for it. ${NAT_NOTE}`,
     peers: () => [
       peer.direct("redis direct"),
       peer.switchyard("switchyard-tcp", "switchyard tcp", () =>
         tcpConfig("redis", "redis", `tcp://127.0.0.1:${REDIS_PORT}`),
+      ),
+      peer.switchyard("switchyard-nat-tcp", "switchyard nat (kernel)", () =>
+        natConfig("redis", "redis", `tcp://127.0.0.1:${REDIS_PORT}`),
       ),
       peer.tcpPipe(),
       peer.haproxy("tcp"),

@@ -162,6 +162,19 @@ export function checkTargets(scenarios) {
     0.8,
     [get("l4-redis", "tcp-pipe"), "node net pipe"],
   );
+  // Issue 16: in nat mode the kernel forwards, so close to the backend direct, the gateway idle.
+  const nat = get("l4-tcp", "switchyard-nat-tcp");
+  const natRedis = get("l4-redis", "switchyard-nat-tcp");
+  ratio("L4 nat (HTTP load): ≥ 0.9× the backend direct", nat, get("l4-tcp", "direct"), 0.9, [
+    get("l4-tcp", "haproxy-tcp"),
+    "HAProxy mode tcp",
+  ]);
+  ratio("L4 nat (redis-benchmark): ≥ 0.9× Redis direct", natRedis, get("l4-redis", "direct"), 0.9, [
+    get("l4-redis", "haproxy-tcp"),
+    "HAProxy mode tcp",
+  ]);
+  bound("L4 nat (HTTP load): gateway process CPU ≤ 0.5 µs/req", nat?.cpu, 0.5, "µs/req");
+  bound("L4 nat (redis-benchmark): gateway process CPU ≤ 0.5 µs/op", natRedis?.cpu, 0.5, "µs/op");
   return out;
 }
 
