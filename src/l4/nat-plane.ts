@@ -13,7 +13,8 @@
  * ejections that end by the clock (`ejectedUntil`), drain from the admin API
  * setting `target.draining` — and a comparison of a few booleans every
  * 100 ms costs nothing next to the `nft` call it saves. A change is in the
- * kernel within ~100 ms plus one `nft` run (a few ms).
+ * kernel within ~100 ms plus one `nft` run (a few ms). Every RESYNC_MS the
+ * table is written even unchanged, so one deleted by hand comes back.
  *
  * Shutdown (close): the table is written without any listener rule (new
  * connections are refused, open ones keep their translation: the nat hooks
@@ -29,6 +30,11 @@ import { type NatListenerPlan, renderRuleset, stem } from "./nat-ruleset.js";
 import { type CounterValue, NatTable, openConnections } from "./nat-table.js";
 
 export const POLL_MS = 100;
+/**
+ * Rewrite the table this often even when nothing changed, so that a table
+ * deleted or edited by hand comes back (kube-proxy resyncs periodically too).
+ */
+export const RESYNC_MS = 30_000;
 
 /** Counters of one nat listener, summed over its targets (nft named counters; bytes are whole IP packets). */
 export interface NatTotals {
@@ -65,7 +71,7 @@ export class NatPlane {
   private nextMark = 1;
   /** What counters a write deleted had counted (a target gone from a listener), by listener stem. */
   private readonly retired = new Map<string, NatTotals>();
-  private written: { signature: string; objects: readonly string[] } | undefined;
+  private written: { signature: string; objects: readonly string[]; at: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private lastTry = 0;
@@ -221,7 +227,8 @@ export class NatPlane {
         this.log?.info({ table: this.table.name }, "nat: took over the nftables table");
       }
       const plans = this.all.map((l) => l.plan(this.markOf));
-      if (JSON.stringify(plans) === this.written?.signature) return;
+      const w = this.written;
+      if (w && JSON.stringify(plans) === w.signature && Date.now() - w.at < RESYNC_MS) return;
       try {
         await this.write(plans);
         this.lastError = "";
@@ -252,7 +259,7 @@ export class NatPlane {
       }
     }
     await this.table.write(ruleset);
-    this.written = { signature: JSON.stringify(plans), objects: ruleset.objects };
+    this.written = { signature: JSON.stringify(plans), objects: ruleset.objects, at: Date.now() };
   }
 
   private commit(

@@ -54,6 +54,8 @@ export class NatTable {
       server.listen({ path: `\0switchyard-nft-${this.name}`, exclusive: true }, () => done(true));
     });
     if (!ok) return false;
+    // A lock, not a service: whoever connects is let go; nothing it does can take the process down.
+    server.on("connection", (s) => s.destroy()).on("error", () => {});
     server.unref();
     this.lock = server;
     return true;
@@ -74,7 +76,13 @@ export class NatTable {
           for (const o of stale)
             if (o.startsWith(`${kind} `)) head.push(`delete ${kind} ${t} ${o.slice(kind.length + 1)}`);
       }
-      await nft(["-f", "-"], `${head.join("\n")}\n${ruleset.text}`);
+      try {
+        await nft(["-f", "-"], `${head.join("\n")}\n${ruleset.text}`);
+      } catch (err) {
+        // The table is not what we last wrote (deleted or edited by hand): replace it whole next time.
+        this.declared = undefined;
+        throw err;
+      }
       this.declared = new Set(ruleset.objects);
     });
   }

@@ -264,6 +264,24 @@ tcp:
     assert.equal(await listTable(gw.table), undefined, "table deleted");
   });
 
+  test("a table deleted by hand is written whole again at the next change", async (t) => {
+    const a = await lineServer(t, "a");
+    const b = await lineServer(t, "b");
+    const gw = await natGateway(
+      t,
+      `version: 1
+services:
+  s: { targets: [tcp://127.0.0.1:${a.port}, tcp://127.0.0.1:${b.port}] }
+tcp:
+  - { name: t, listen: { port: 0, host: 127.0.0.1 }, service: s, mode: nat }
+`,
+    );
+    await exec("nft", ["delete", "table", "inet", gw.table]);
+    drainTarget(gw.gen, "s", "0");
+    await untilRules(gw.table, (r) => r.length === 1 && r[0].endsWith("{ 0 : jump tcp_t_1 }"));
+    assert.equal(await oneShot(gw.port("t")), "b");
+  });
+
   test("a table left by a crashed run is replaced at start", async (t) => {
     const a = await lineServer(t, "a");
     const table = tableName();
