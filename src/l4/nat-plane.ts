@@ -25,7 +25,7 @@
 import cluster from "node:cluster";
 import { readFileSync } from "node:fs";
 import type { Service } from "../upstreams/service.js";
-import { type NatListener as Listener, NatListener, type NatListenerConfig } from "./nat-listener.js";
+import { NatListener, type NatListenerConfig } from "./nat-listener.js";
 import { type NatListenerPlan, renderRuleset, stem } from "./nat-ruleset.js";
 import { type CounterValue, NatTable, openConnections } from "./nat-table.js";
 
@@ -65,7 +65,7 @@ export interface NatWanted {
 }
 
 export class NatPlane {
-  private readonly listeners = new Map<string, Listener>();
+  private readonly listeners = new Map<string, NatListener>();
   private readonly table: NatTable;
   private readonly marks = new Map<string, number>();
   private nextMark = 1;
@@ -91,7 +91,7 @@ export class NatPlane {
     return this.table.name;
   }
 
-  get all(): Listener[] {
+  get all(): NatListener[] {
     return [...this.listeners.values()];
   }
 
@@ -109,7 +109,7 @@ export class NatPlane {
     if (wanted.length === 0 && this.listeners.size === 0) return;
     this.closed = false;
     await this.own();
-    const added = new Map<string, Listener>();
+    const added = new Map<string, NatListener>();
     try {
       for (const w of wanted) {
         if (this.listeners.has(w.key)) continue;
@@ -135,7 +135,7 @@ export class NatPlane {
         `L4 ${l.kind} '${l.name}' (nat) on ${a.address}:${a.port}: nftables table inet ${this.table.name}${this.table.owner ? "" : " (standby)"}`,
       );
     }
-    if (added.size > 0) warnIfNotForwarding(this.log);
+    if ([...added.values()].some((l) => !isLoopback(l.address().address))) warnIfNotForwarding(this.log);
     if (this.timer === undefined && this.listeners.size > 0) {
       this.timer = setInterval(() => void this.tick(), POLL_MS);
       this.timer.unref();
@@ -246,26 +246,28 @@ export class NatPlane {
     const ruleset = renderRuleset(this.table.name, plans);
     const now = new Set(ruleset.objects);
     const gone = (this.written?.objects ?? []).filter((o) => o.startsWith("counter ") && !now.has(o));
-    if (gone.length > 0) {
-      const values = await this.table.counters().catch(() => new Map<string, CounterValue>());
-      for (const o of gone) {
-        const name = o.slice("counter ".length);
-        const m = /^(.*)_\d+_(conns|in|out)$/.exec(name);
-        const v = values.get(name);
-        if (!m || !v) continue;
-        const totals = this.retired.get(m[1]) ?? zero();
-        add(totals, m[2], v);
-        this.retired.set(m[1], totals);
-      }
-    }
+    const values = gone.length
+      ? await this.table.counters().catch(() => new Map<string, CounterValue>())
+      : new Map<string, CounterValue>();
     await this.table.write(ruleset);
     this.written = { signature: JSON.stringify(plans), objects: ruleset.objects, at: Date.now() };
+    this.statsRead = undefined; // counters may have gone: read afresh
+    // Only once they are really gone (a failed write keeps them, to be counted again).
+    for (const o of gone) {
+      const name = o.slice("counter ".length);
+      const m = /^(.*)_\d+_(conns|in|out)$/.exec(name);
+      const v = values.get(name);
+      if (!m || !v) continue;
+      const totals = this.retired.get(m[1]) ?? zero();
+      add(totals, m[2], v);
+      this.retired.set(m[1], totals);
+    }
   }
 
   private commit(
     wanted: readonly NatWanted[],
     services: ReadonlyMap<string, Service>,
-    added: Map<string, Listener>,
+    added: Map<string, NatListener>,
   ) {
     const keys = new Set(wanted.map((w) => w.key));
     for (const w of wanted) this.listeners.get(w.key)?.update(w.cfg, services);
@@ -312,6 +314,10 @@ function warnIfNotForwarding(log: NatLog | undefined): void {
   } catch {
     // not Linux procfs: the platform check has said what it needed to
   }
+}
+
+function isLoopback(address: string): boolean {
+  return address.startsWith("127.") || address === "::1";
 }
 
 function zero(): NatTotals {

@@ -264,6 +264,31 @@ tcp:
     assert.equal(await listTable(gw.table), undefined, "table deleted");
   });
 
+  test("counters stay monotonic when a reload removes a target (its counts are kept)", async (t) => {
+    const a = await lineServer(t, "a");
+    const b = await lineServer(t, "b");
+    const yaml = (targets: number[]) => `version: 1
+services:
+  s: { targets: [${targets.map((p) => `tcp://127.0.0.1:${p}`).join(", ")}] }
+tcp:
+  - { name: t, listen: { port: 0, host: 127.0.0.1 }, service: s, mode: nat }
+`;
+    const gw = await natGateway(t, yaml([a.port, b.port]));
+    assert.deepEqual([await oneShot(gw.port("t")), await oneShot(gw.port("t"))], ["a", "b"]);
+    const before = (await gw.l4.natStats())[0];
+    assert.equal(before.connections, 2);
+    await gw.reload(yaml([a.port]));
+    assert.doesNotMatch(
+      (await listTable(gw.table)) ?? "",
+      /tcp_t_1/,
+      "the removed target's objects are gone",
+    );
+    assert.equal(await oneShot(gw.port("t")), "a");
+    const after = (await gw.l4.natStats())[0];
+    assert.equal(after.connections, 3);
+    assert.ok(after.bytesIn > before.bytesIn && after.packetsOut > before.packetsOut);
+  });
+
   test("a table deleted by hand is written whole again at the next change", async (t) => {
     const a = await lineServer(t, "a");
     const b = await lineServer(t, "b");
