@@ -49,7 +49,9 @@ export function limitsAfterAuth(route: RouteConfig): boolean {
 }
 
 function byIp(request: FastifyRequest): string {
-  return `ip:${normalizeIP(request.ip)}`;
+  const ip = request.ip;
+  // An IPv4 address (no ':') is its own key: normalizeIP's IPv6 regex costs ~0.6 µs a request (profile, issue 11).
+  return `ip:${ip.includes(":") ? normalizeIP(ip) : ip}`;
 }
 
 /** Long values (a header can be 16 KB) are hashed so keys stay small. */

@@ -29,6 +29,7 @@ import { proxyLane } from "../plugins/proxy-lane.js";
 import { type RouteTiming, routeTiming } from "../plugins/server-timing.js";
 import { websocketRoute, websockets } from "../plugins/websocket.js";
 import { onResponseClose } from "./access-log.js";
+import { verifiers } from "./auth/verifier.js";
 import type { Config } from "./config/schema.js";
 import { Methods } from "./config/schema.js";
 import { type ErrorCode, errorCodeOf, errorResponse, errors } from "./errors.js";
@@ -80,6 +81,7 @@ export const switchyard = fp<SwitchyardOptions>(
     app.addConstraintStrategy(routeStrategy(generation) as never);
     await app.register(async function gateway(scope) {
       await scope.register(forwarder, { generation });
+      await scope.register(verifiers, { generation });
       await scope.register(healthChecks, { generation });
       await scope.register(websockets, { generation });
       if (opts.l4 !== false) {

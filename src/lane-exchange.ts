@@ -103,7 +103,7 @@ export class LaneReply {
     return this;
   }
   removeHeader(name: string): this {
-    if (this.pending !== undefined) delete this.pending[name];
+    if (this.pending?.[name] !== undefined) delete this.pending[name];
     return this;
   }
   send(payload?: unknown): this {
@@ -154,7 +154,8 @@ export class HeadReply {
     return this.headers[name];
   }
   removeHeader(name: string): this {
-    delete this.headers[name];
+    // Removing an absent field is the common case (CORS drops the upstream's own): no delete, no slow object.
+    if (this.headers[name] !== undefined) delete this.headers[name];
     return this;
   }
 }

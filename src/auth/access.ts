@@ -21,13 +21,23 @@ export function compileAccess(rule: AccessRule): AccessCheck | undefined {
   const scopes = rule.scopes ?? [];
   const exact = Object.entries(rule.claims ?? {});
   if (scopes.length === 0 && exact.length === 0) return undefined;
-  return function allowed(claims: Claims): boolean {
+  // A cached token's claims are the same object on every request: decided once per token.
+  const decided = new WeakMap<Claims, boolean>();
+  return function allowedOnce(claims: Claims): boolean {
+    let ok = decided.get(claims);
+    if (ok === undefined) {
+      ok = allowed(claims);
+      decided.set(claims, ok);
+    }
+    return ok;
+  };
+  function allowed(claims: Claims): boolean {
     for (const [k, v] of exact) if (claims[k] !== v) return false;
     if (scopes.length === 0) return true;
     const granted = grantedScopes(claims);
     for (const s of scopes) if (!granted.has(s)) return false;
     return true;
-  };
+  }
 }
 
 export function grantedScopes(claims: Claims): Set<string> {

@@ -1,24 +1,32 @@
 /**
- * Named JWT verifiers (routes.yaml `jwt:`), built once per config generation
- * and shared by every route that names them, so their verified-token caches
- * and JWKS keys are shared too. A reload builds a new generation and with it
- * new verifiers; the old ones are collected with it (WeakMap).
+ * Named JWT verifiers (routes.yaml `jwt:`), one @fastify/jwt registration per
+ * name (its `namespace`) on each config generation's Fastify instance, shared
+ * by every route that names it, so its verified-token cache and JWKS keys are
+ * shared too. The routes' auth hooks, on Fastify's path and on the lane,
+ * call the instance-level `fastify.jwt.<name>.verify(token)`, which needs no
+ * request. A reload builds a new generation and with it new verifiers.
  *
- * Verification is fast-jwt's (what @fastify/jwt runs underneath; the plugin
- * itself only adds request.jwtVerify() and one verifier per registration,
- * which does not fit one verifier per name per generation):
- * - algorithms pinned per verifier (see algorithms.ts), and checked again
- *   against the resolved key, so `none` and HS/RS confusion cannot pass;
- * - exp / nbf with clockTolerance, iss / aud required when configured (fast-jwt
- *   skips a claim that is absent unless it is listed as required);
- * - a verified-token cache: a repeated token costs a hash lookup, no signature
- *   check; entries expire with the token (exp, nbf-aware) and at most after
- *   10 minutes, bounded to 10 000 tokens (LRU).
+ * What @fastify/jwt's verify options carry (fast-jwt underneath):
+ * - `algorithms` pinned per verifier (see algorithms.ts): `none` and HS/RS
+ *   confusion cannot pass; a JWKS verifier also checks the token's alg
+ *   against the resolved key in its key function;
+ * - exp / nbf with clockTolerance, iss / aud required when configured
+ *   (fast-jwt skips a claim that is absent unless it is listed as required);
+ * - the verified-token cache: a repeated token costs a map lookup and no
+ *   signature check; entries expire with the token (exp, nbf-aware) and at
+ *   most after 10 minutes, bounded to 10 000 tokens (LRU). Keyed by the token
+ *   itself rather than fast-jwt's default SHA-256 of it: the hash measured
+ *   ~3 µs of a cached verification (profile, issue 11), the key ~2 MB at most.
+ * A secret or public key is a static key: a cached token verifies
+ * synchronously. A JWKS key is a key function: every verification resolves
+ * a promise.
  */
 import { createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { createVerifier } from "fast-jwt";
+import fastifyJwt from "@fastify/jwt";
+import Fastify, { type FastifyInstance } from "fastify";
+import fp from "fastify-plugin";
 import { ms } from "../config/duration.js";
 import type { VerifierConfig } from "../config/schema.js";
 import type { Generation } from "../generation.js";
@@ -30,10 +38,10 @@ export type Claims = Record<string, unknown>;
 export interface Verifier {
   readonly name: string;
   readonly algorithms: readonly string[];
-  /** Resolves to the verified payload; rejects (any error) for an invalid token. */
-  verify(token: string): Promise<Claims>;
+  /** The verified payload (a promise for a JWKS verifier); throws or rejects for an invalid token. */
+  verify(token: string): Claims | Promise<Claims>;
   /** Tokens that went past the cache to a key lookup and signature check. */
-  readonly stats: { checks: number };
+  readonly stats: { readonly checks: number };
   /** The JWKS store behind a jwksUri verifier. */
   readonly jwks: JwksStore | undefined;
 }
@@ -42,8 +50,6 @@ interface TokenHeader {
   alg?: unknown;
   kid?: unknown;
 }
-
-type KeyResolver = (decoded: { header: TokenHeader }) => Promise<Buffer>;
 
 export interface BuildContext {
   /** Relative publicKey paths are read from here (the config file's directory). */
@@ -54,52 +60,65 @@ export interface BuildContext {
 const CACHE_SIZE = 10_000;
 const CACHE_TTL = 600_000;
 
-interface GenerationAuth {
-  verifiers: Map<string, Verifier>;
-  /** One key store per (issuer, jwksUri), shared by verifiers that name the same pair. */
-  stores: Map<string, JwksStore>;
-}
+const byGeneration = new WeakMap<Generation, Map<string, Verifier>>();
 
-const byGeneration = new WeakMap<Generation, GenerationAuth>();
-
-/** The named verifier of this generation, built on first use and then shared. */
-export function verifierFor(generation: Generation, name: string, ctx: BuildContext = {}): Verifier {
-  let g = byGeneration.get(generation);
-  if (g === undefined) {
-    g = { verifiers: new Map(), stores: new Map() };
-    byGeneration.set(generation, g);
-  }
-  let v = g.verifiers.get(name);
-  if (v === undefined) {
-    const cfg = generation.config.jwt[name];
-    if (cfg === undefined) throw new Error(`unknown JWT verifier '${name}'`);
-    v = buildVerifier(name, cfg, g.stores, ctx);
-    g.verifiers.set(name, v);
-  }
+/** The named verifier of this generation (registered by `verifiers`). */
+export function verifierFor(generation: Generation, name: string): Verifier {
+  const v = byGeneration.get(generation)?.get(name);
+  if (v === undefined) throw new Error(`unknown JWT verifier '${name}'`);
   return v;
 }
 
-export function buildVerifier(
+/** Register every named verifier of the generation on `app` (its gateway scope). */
+export const verifiers = fp<{ generation: Generation }>(
+  async function verifiers(app, { generation }) {
+    const stores = new Map<string, JwksStore>();
+    const made = new Map<string, Verifier>();
+    for (const [name, cfg] of Object.entries(generation.config.jwt))
+      made.set(
+        name,
+        await registerVerifier(app, name, cfg, stores, {
+          baseDir: generation.baseDir,
+          jwks: { log: app.log },
+        }),
+      );
+    byGeneration.set(generation, made);
+  },
+  { name: "switchyard-verifiers" },
+);
+
+/**
+ * One verifier on `app`: its key and pinned algorithms from the config (a
+ * mismatch is a config error, thrown here), then @fastify/jwt under its name.
+ * `stores` shares one JWKS store per (issuer, jwksUri).
+ */
+export async function registerVerifier(
+  app: FastifyInstance,
   name: string,
   cfg: VerifierConfig,
   stores: Map<string, JwksStore> = new Map(),
   ctx: BuildContext = {},
-): Verifier {
-  const stats = { checks: 0 };
+): Promise<Verifier> {
+  // fast-jwt builds a token's cache key once to look it up and once more to store what its
+  // verification found: keys built beyond the lookups are the real checks.
+  const count = { lookups: 0, keys: 0 };
+  const stats = {
+    get checks() {
+      return count.keys - count.lookups;
+    },
+  };
   let algorithms: string[];
-  let lookup: (header: TokenHeader, alg: string) => Buffer | Promise<Buffer>;
+  let secret: string | Buffer | { public: Buffer } | ((decoded: { header: TokenHeader }) => Promise<Buffer>);
   let jwks: JwksStore | undefined;
 
   if (cfg.secret !== undefined) {
     algorithms = pinAlgorithms(name, cfg.algorithms ?? ["HS256"], HMAC);
-    const secret = Buffer.from(cfg.secret, "utf8");
-    lookup = () => secret;
+    secret = Buffer.from(cfg.secret, "utf8");
   } else if (cfg.publicKey !== undefined) {
     const key = createPublicKey(readPem(cfg.publicKey, ctx.baseDir));
     algorithms = pinAlgorithms(name, cfg.algorithms, algorithmsOfKey(key));
     if (algorithms.length === 0) throw new Error(`jwt.${name}.publicKey: unsupported key type`);
-    const pem = Buffer.from(key.export({ type: "spki", format: "pem" }) as string);
-    lookup = () => pem;
+    secret = { public: Buffer.from(key.export({ type: "spki", format: "pem" }) as string) };
   } else if (cfg.jwksUri !== undefined) {
     algorithms = pinAlgorithms(name, cfg.algorithms, ASYMMETRIC);
     const storeKey = `${cfg.issuer ?? ""}\n${cfg.jwksUri}`;
@@ -109,42 +128,69 @@ export function buildVerifier(
       stores.set(storeKey, jwks);
     }
     const store = jwks;
-    lookup = async (header, alg) =>
-      (await store.resolve(typeof header.kid === "string" ? header.kid : undefined, alg)).pem;
+    const pinned = algorithms;
+    // Called only after a cache miss; the token's alg must be pinned and fit the key found for its kid.
+    secret = async ({ header }) => {
+      const alg = header.alg;
+      if (typeof alg !== "string" || !pinned.includes(alg))
+        throw new Error(`algorithm ${String(alg)} is not accepted by verifier ${name}`);
+      return (await store.resolve(typeof header.kid === "string" ? header.kid : undefined, alg)).pem;
+    };
   } else {
     throw new Error(`jwt.${name}: needs one of secret, publicKey or jwksUri`);
   }
-
-  // fast-jwt calls the resolver only after a cache miss: that is the count of real checks.
-  const resolver: KeyResolver = async ({ header }) => {
-    stats.checks++;
-    const alg = header.alg;
-    if (typeof alg !== "string" || !algorithms.includes(alg)) {
-      throw new Error(`algorithm ${String(alg)} is not accepted by verifier ${name}`);
-    }
-    return lookup(header, alg);
-  };
 
   const tolerance = ms(cfg.clockTolerance ?? "0s");
   const required = [
     ...(cfg.issuer !== undefined ? ["iss"] : []),
     ...(cfg.audience !== undefined ? ["aud"] : []),
   ];
-  const verify = createVerifier({
-    key: resolver as never,
-    algorithms: algorithms as never,
-    allowedIss: cfg.issuer,
-    allowedAud: cfg.audience,
-    requiredClaims: required.length > 0 ? required : undefined,
-    clockTolerance: tolerance,
-    cache: CACHE_SIZE,
-    cacheTTL: CACHE_TTL,
-    // Failures are not cached: a token refused for an unknown kid or a not-yet-valid
-    // nbf may be good a moment later (fast-jwt keeps an error for ttl + clockTolerance).
-    errorCacheTTL: (() => -tolerance - 1) as never,
-  }) as unknown as (token: string) => Promise<Claims>;
+  await app.register(fastifyJwt, {
+    namespace: name,
+    secret: secret as never,
+    // Sign mode is not ours: a verifier only verifies (and a key function serves both otherwise).
+    sign: undefined,
+    verify: {
+      algorithms: algorithms as never,
+      allowedIss: cfg.issuer,
+      allowedAud: cfg.audience,
+      requiredClaims: required.length > 0 ? required : undefined,
+      clockTolerance: tolerance,
+      cache: CACHE_SIZE,
+      cacheTTL: CACHE_TTL,
+      cacheKeyBuilder: (token: string) => {
+        count.keys++;
+        return token;
+      },
+      // Failures are not cached: a token refused for an unknown kid or a not-yet-valid
+      // nbf may be good a moment later (fast-jwt keeps an error for ttl + clockTolerance).
+      errorCacheTTL: (() => -tolerance - 1) as never,
+    } as never,
+  });
+  const jwt = (app as unknown as { jwt: Record<string, { verify(t: string): Claims | Promise<Claims> }> })
+    .jwt[name];
+  return {
+    name,
+    algorithms,
+    verify(token: string) {
+      count.lookups++;
+      return jwt.verify(token);
+    },
+    stats,
+    jwks,
+  };
+}
 
-  return { name, algorithms, verify, stats, jwks };
+/** A verifier on a Fastify instance of its own (tests, and tools that check tokens outside a gateway). */
+export async function buildVerifier(
+  name: string,
+  cfg: VerifierConfig,
+  ctx: BuildContext = {},
+): Promise<Verifier> {
+  const app = Fastify({ logger: false }) as unknown as FastifyInstance;
+  const v = await registerVerifier(app, name, cfg, new Map(), ctx);
+  await app.ready();
+  return v;
 }
 
 function readPem(value: string, baseDir = process.cwd()): string {
