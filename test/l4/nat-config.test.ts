@@ -45,8 +45,13 @@ udp:
   });
 
   test("mode is proxy or nat", () => {
-    const p = problems(`version: 1\n${services}tcp:\n  - { name: a, listen: { port: 1 }, service: pg, mode: ipvs }\n`);
-    assert.ok(p.some((l) => /^routes\.yaml:\d+:\d+ tcp\[0\]\.mode: /.test(l)), p.join("\n"));
+    const p = problems(
+      `version: 1\n${services}tcp:\n  - { name: a, listen: { port: 1 }, service: pg, mode: ipvs }\n`,
+    );
+    assert.ok(
+      p.some((l) => /^routes\.yaml:\d+:\d+ tcp\[0\]\.mode: /.test(l)),
+      p.join("\n"),
+    );
   });
 });
 
@@ -172,7 +177,9 @@ ${services}tcp:
 
   test("defaults the nat mode cannot honour are not errors (only written keys are)", () => {
     assert.doesNotThrow(() =>
-      parseConfig(`version: 1\n${services}tcp:\n  - { name: a, listen: { port: 1 }, service: pg, mode: nat }\n`),
+      parseConfig(
+        `version: 1\n${services}tcp:\n  - { name: a, listen: { port: 1 }, service: pg, mode: nat }\n`,
+      ),
     );
   });
 });
@@ -203,7 +210,9 @@ describe("a platform that cannot do it: one line from --check and from start", (
   });
 
   const canDrop =
-    process.getuid?.() === 0 && spawnSync("setpriv", ["--version"]).status === 0 ? false : "needs root and setpriv";
+    process.getuid?.() === 0 && spawnSync("setpriv", ["--version"]).status === 0
+      ? false
+      : "needs root and setpriv";
   test("no CAP_NET_ADMIN", { skip: canDrop }, () => {
     const drop = ["setpriv", "--bounding-set=-net_admin", "--inh-caps=-net_admin"];
     for (const args of [["--check"], []]) {
@@ -229,7 +238,10 @@ udp:
   test("a nat listener: its kernel rule, target chains and snat", () => {
     const out = explain(config(), "TCP", "127.0.0.1:15432", []);
     assert.match(out, /tcp\[0\] db: MATCH \(listens on 0\.0\.0\.0:15432, mode nat\)/);
-    assert.match(out, /service pg: round-robin over tcp:\/\/10\.0\.0\.1:5432, tcp:\/\/10\.0\.0\.2:5432 \(w3\)/);
+    assert.match(
+      out,
+      /service pg: round-robin over tcp:\/\/10\.0\.0\.1:5432, tcp:\/\/10\.0\.0\.2:5432 \(w3\)/,
+    );
     assert.match(
       out,
       /meta nfproto ipv4 fib daddr type local tcp dport 15432 numgen inc mod 4 vmap \{ 0 : jump tcp_db_1, 1 : jump tcp_db_0, 2-3 : jump tcp_db_1 \}/,
@@ -240,7 +252,10 @@ udp:
   });
 
   test("a proxy listener: its settings; a UDP nat listener without snat; no listener", () => {
-    assert.match(explain(config(), "tcp", ":15433", []), /mode proxy\)\n.*\n {2}proxy: connectTimeout 2s, idleTimeout 1h/);
+    assert.match(
+      explain(config(), "tcp", ":15433", []),
+      /mode proxy\)\n.*\n {2}proxy: connectTimeout 2s, idleTimeout 1h/,
+    );
     const udp = explain(config(), "udp", "udp://127.0.0.1:5353", []);
     assert.match(udp, /ip daddr 127\.0\.0\.1 udp dport 5353 numgen inc mod 1 vmap \{ 0 : jump udp_dns_0 \}/);
     assert.match(udp, /snat: off \(targets see the client's address/);

@@ -25,7 +25,12 @@ describe("slots: balancers as maps", () => {
   });
 
   test("hash buckets: shares follow the weights; a target going away moves only its own buckets", () => {
-    const four = [T("tcp://10.0.0.1:1"), T("tcp://10.0.0.2:1"), T("tcp://10.0.0.3:1"), T("tcp://10.0.0.4:1", 2)];
+    const four = [
+      T("tcp://10.0.0.1:1"),
+      T("tcp://10.0.0.2:1"),
+      T("tcp://10.0.0.3:1"),
+      T("tcp://10.0.0.4:1", 2),
+    ];
     const b = hashBuckets(four);
     assert.equal(b.length, HASH_BUCKETS);
     const share = (i: number) => b.filter((x) => x === i).length / HASH_BUCKETS;
@@ -97,14 +102,25 @@ describe("renderRuleset", () => {
     assert.match(text, /type nat hook prerouting priority dstnat;[^}]*jump services/);
     assert.match(text, /type nat hook output priority -100;[^}]*jump services/);
     assert.match(text, /oifname != "lo" ct mark & 0xffff0000 \{ 0x00010000, 0x00020000 \} masquerade/);
-    for (const o of ["chain tcp_db_0", "counter tcp_db_0_conns", "counter tcp_db_1_in", "counter tcp_db_1_out"])
+    for (const o of [
+      "chain tcp_db_0",
+      "counter tcp_db_0_conns",
+      "counter tcp_db_1_in",
+      "counter tcp_db_1_out",
+    ])
       assert.ok(objects.includes(o), o);
   });
 
   test("random uses numgen random; ip-hash and consistent-hash jhash the source address with the seed", () => {
-    assert.match(ruleOf(renderRuleset("t", [listener({ balancer: "random" })]).text), /numgen random mod 2 vmap/);
+    assert.match(
+      ruleOf(renderRuleset("t", [listener({ balancer: "random" })]).text),
+      /numgen random mod 2 vmap/,
+    );
     const hashed = ruleOf(renderRuleset("t", [listener({ balancer: "ip-hash", host: "10.1.1.1" })]).text);
-    assert.match(hashed, /^ip daddr 10\.1\.1\.1 tcp dport 15432 jhash ip saddr mod 1024 seed 0x00001234 vmap \{ /);
+    assert.match(
+      hashed,
+      /^ip daddr 10\.1\.1\.1 tcp dport 15432 jhash ip saddr mod 1024 seed 0x00001234 vmap \{ /,
+    );
   });
 
   test("a drained or unhealthy target leaves the map and keeps its chain and counters (open flows count on)", () => {
@@ -126,8 +142,14 @@ describe("renderRuleset", () => {
     const udp = listener({ kind: "udp", name: "dns", snat: false, sessionTimeout: 30 });
     const { text, objects } = renderRuleset("t", [udp]);
     assert.doesNotMatch(text, /masquerade/);
-    assert.match(text, /ct timeout udp_dns_30s \{\n {4}protocol udp; l3proto ip;\n {4}policy = \{ unreplied : 30, replied : 30 \}/);
-    assert.match(text, /ct timeout set "udp_dns_30s" counter name "udp_dns_0_conns" meta l4proto udp dnat ip to/);
+    assert.match(
+      text,
+      /ct timeout udp_dns_30s \{\n {4}protocol udp; l3proto ip;\n {4}policy = \{ unreplied : 30, replied : 30 \}/,
+    );
+    assert.match(
+      text,
+      /ct timeout set "udp_dns_30s" counter name "udp_dns_0_conns" meta l4proto udp dnat ip to/,
+    );
     assert.ok(objects.includes("ct timeout udp_dns_30s"));
   });
 
