@@ -108,6 +108,10 @@ export const cors = fp(
 /** Append to Vary unless already there (the upstream's own Vary is kept). */
 function addVary(reply: FastifyReply, field: string): void {
   const cur = reply.getHeader("vary");
+  if (cur === undefined) {
+    reply.header("vary", field);
+    return;
+  }
   const list = Array.isArray(cur) ? cur.join(",") : cur === undefined ? "" : String(cur);
   if (list.trim() === "*") return;
   const has = list.split(",").some((v) => v.trim().toLowerCase() === field.toLowerCase());

@@ -92,6 +92,12 @@ function storeAdapter(store: GatewayStore, namespace: string) {
       cb: (err: Error | null, res?: { current: number; ttl: number }) => void,
       timeWindow: number,
     ): void {
+      // The memory store counts synchronously: answered at once, without a promise.
+      const local = store.incrLocal(namespace + key, timeWindow);
+      if (local !== undefined) {
+        cb(null, { current: local.count, ttl: local.ttl });
+        return;
+      }
       store.incr(namespace + key, timeWindow).then(
         (c) => cb(null, c === undefined ? { current: 0, ttl: timeWindow } : { current: c.count, ttl: c.ttl }),
         (err: Error) => cb(err),

@@ -48,6 +48,11 @@ export class GatewayStore {
     return !this.degraded && (!(this.shared instanceof RedisStore) || this.shared.ready);
   }
 
+  /** Count one hit now when the store is this process's memory (else undefined: ask incr()). */
+  incrLocal(key: string, windowMs: number): Count | undefined {
+    return this.shared === this.local ? this.local.incrSync(key, windowMs) : undefined;
+  }
+
   /** Count one hit; `undefined` means "not counted" (Redis down and onError: allow). */
   async incr(key: string, windowMs: number): Promise<Count | undefined> {
     if (this.shared === this.local) return this.local.incrSync(key, windowMs);
