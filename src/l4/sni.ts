@@ -49,6 +49,7 @@ export function parseClientHello(buf: Buffer, maxHello = MAX_HELLO): Step<Client
     if (len === 0 || len > MAX_RECORD) return { error: "bad TLS record length" };
     if (buf.length < at + 5 + len) {
       // Fail early on an oversized hello instead of buffering it.
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: equivalent on `need < 0` (true, <= 0): need is −1 or a size ≥ 4 that already passed helloSize, so re-checking the same 4 bytes answers the same; the other mutants of the line are killed
       if (need < 0 && have + (buf.length - at - 5) >= 4) {
         const head = Buffer.concat([...fragments, buf.subarray(at + 5, at + 9)]);
         const check = helloSize(head, maxHello);
@@ -59,11 +60,13 @@ export function parseClientHello(buf: Buffer, maxHello = MAX_HELLO): Step<Client
     fragments.push(buf.subarray(at + 5, at + 5 + len));
     have += len;
     at += 5 + len;
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: equivalent on `need < 0` (true, <= 0): once known, need is ≥ 4 and recomputing it from the same first 4 bytes gives the same size; the other mutants of the line are killed
     if (need < 0 && have >= 4) {
       const size = helloSize(Buffer.concat(fragments), maxHello);
       if (typeof size === "string") return { error: size };
       need = size;
     }
+    // Stryker disable next-line EqualityOperator: equivalent for `need > 0`: need is −1 or ≥ 4, never 0; the other mutants of the line are killed
     if (need >= 0 && have >= need) {
       return readHello(Buffer.concat(fragments).subarray(4, need));
     }
@@ -76,7 +79,16 @@ function helloSize(head: Buffer, maxHello: number): number | string {
   return size > maxHello ? `ClientHello larger than ${maxHello} bytes` : size;
 }
 
-/** A bounds-checked cursor over one structure. */
+/**
+ * A bounds-checked cursor over one structure.
+ *
+ * The messages of its RangeErrors are never seen: readHello catches them all as
+ * "truncated ClientHello". u8, u16 and skip check bounds that Buffer and the
+ * readers after them check again (an over-read leaves `left` negative, and the
+ * next read throws), so without their checks the answer is the same; sub and
+ * bytes are the ones whose checks decide (they would read into the next field).
+ */
+// Stryker disable StringLiteral: equivalent, the messages are caught by readHello and never surface
 class Reader {
   constructor(
     private readonly b: Buffer,
@@ -87,16 +99,19 @@ class Reader {
     return this.end - this.at;
   }
   u8(): number {
+    // Stryker disable next-line ConditionalExpression: equivalent, see above (b[at] past the end is undefined, NaN then fails the next read)
     if (this.left < 1) throw new RangeError("truncated");
     return this.b[this.at++];
   }
   u16(): number {
+    // Stryker disable next-line ConditionalExpression: equivalent, see above (readUInt16BE itself throws past the buffer, and every reader's consumer checks left)
     if (this.left < 2) throw new RangeError("truncated");
     const v = this.b.readUInt16BE(this.at);
     this.at += 2;
     return v;
   }
   skip(n: number): void {
+    // Stryker disable next-line ConditionalExpression: equivalent, see above (a negative left fails the next read or the left === 0 test)
     if (this.left < n) throw new RangeError("truncated");
     this.at += n;
   }
@@ -113,6 +128,7 @@ class Reader {
     return this.b.subarray(this.at - n, this.at);
   }
 }
+// Stryker restore StringLiteral
 
 function readHello(body: Buffer): Step<ClientHello> {
   try {
