@@ -280,7 +280,10 @@ test("the ClientHello body: each field's bound refused for its own reason", () =
   refused(record(handshake({ exts: sni, extsLength: sni.length + 1 })), "truncated ClientHello");
   // A body shorter than its fixed fields, or ending right after them.
   refused(record(Buffer.from([1, 0, 0, 10, 3, 3, 1, 2, 3, 4, 5, 6, 7, 8])), "truncated ClientHello");
-  refused(record(Buffer.concat([Buffer.from([1, 0, 0, 34, 3, 3]), Buffer.alloc(32, 7)])), "truncated ClientHello");
+  refused(
+    record(Buffer.concat([Buffer.from([1, 0, 0, 34, 3, 3]), Buffer.alloc(32, 7)])),
+    "truncated ClientHello",
+  );
   const cut = handshake({ sid: Buffer.alloc(8) }).subarray(0, 4 + 2 + 32 + 1 + 4);
   cut.writeUIntBE(cut.length - 4, 1, 3);
   refused(record(cut), "truncated ClientHello", undefined);
