@@ -20,14 +20,15 @@ import { readFileSync } from "node:fs";
 
 /**
  * "file:L1-L2" for the lines from the first line matching `from` to the first
- * line after it matching `to` (inclusive): functions found by their
- * declaration, so the config keeps up with edits that move them.
+ * line from there on matching `to` (inclusive, possibly the same line):
+ * functions found by their declaration, so the config keeps up with edits
+ * that move them.
  */
 function span(file, from, to) {
   const lines = readFileSync(file, "utf8").split("\n");
   const start = lines.findIndex((l) => from.test(l));
   if (start < 0) throw new Error(`stryker.config.mjs: ${from} not found in ${file}`);
-  const end = lines.findIndex((l, i) => i > start && to.test(l));
+  const end = lines.findIndex((l, i) => i >= start && to.test(l));
   if (end < 0) throw new Error(`stryker.config.mjs: ${to} not found after ${from} in ${file}`);
   return `${file}:${start + 1}-${end + 1}`;
 }
@@ -54,7 +55,9 @@ export const groups = {
   // Hop-by-hop removal, X-Forwarded-*, X-Request-Id (SPEC §3), and whose X-Forwarded-For is believed.
   headers: {
     mutate: () => [
-      span("plugins/balance.ts", /^export const HOP_BY_HOP\b/, /^}/), // the set, connectionNames, copyEndToEnd
+      span("plugins/balance.ts", /^export const HOP_BY_HOP\b/, /^\]\);/),
+      fn("plugins/balance.ts", "connectionNames"),
+      fn("plugins/balance.ts", "copyEndToEnd"),
       fn("plugins/balance.ts", "rewriteRequestHeaders"),
       fn("plugins/balance.ts", "trusted"),
       fn("plugins/balance.ts", "rewriteHeaders"),

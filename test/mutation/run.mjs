@@ -70,7 +70,11 @@ for (const name of Object.keys(groups)) {
   );
   if (survivors.length > 0) notes.push(`\n${name}:\n${survivors.map((s) => `  ${s}`).join("\n")}`);
 }
-const commit = spawnSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).stdout.trim();
+// SY_MUTATE_COMMIT names the commit when the run is made on an exported copy (no .git).
+const commit =
+  process.env.SY_MUTATE_COMMIT ??
+  (spawnSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).stdout?.trim() ||
+    "(unknown commit)");
 const table = `Measured ${new Date().toISOString().slice(0, 10)} at ${commit}\n\n${rows.join("\n")}\n`;
 writeFileSync(
   "reports/mutation/scores.md",
