@@ -66,10 +66,11 @@ export function copyEndToEnd<T extends Record<string, unknown>>(
   src: IncomingHttpHeaders,
   out: T,
   skip?: string,
+  drop?: ReadonlySet<string>,
 ): T {
   const named = connectionNames(src.connection);
   for (const name in src) {
-    if (HOP_BY_HOP.has(name) || name === skip || named?.includes(name)) continue;
+    if (HOP_BY_HOP.has(name) || name === skip || named?.includes(name) || drop?.has(name)) continue;
     (out as Record<string, unknown>)[name] = src[name];
   }
   return out;
@@ -250,7 +251,8 @@ export type HeadObserver = (st: RequestState, headers: IncomingHttpHeaders) => v
  */
 export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
   // The route's response header rules (CORS, response transform), complete once its policies registered.
-  const edits = planOf(route).headEdits;
+  const { headEdits: edits, headRemoves } = planOf(route);
+  const drops = headRemoves.size > 0 ? headRemoves : undefined;
   const fromOptions = {
     getUpstream: (req: FastifyRequest) => req.raw[kState]!.target!.origin,
     queryString: (_search: string, _url: string, req: FastifyRequest) => req.raw[kState]!.query,
@@ -349,7 +351,7 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
     // reply-from — except Set-Cookie, which both may set and which adds up.
     const h = reply.getHeaders() as Record<string, unknown>;
     const ownCookies = h["set-cookie"];
-    copyEndToEnd(headers as IncomingHttpHeaders, h);
+    copyEndToEnd(headers as IncomingHttpHeaders, h, undefined, drops);
     if (ownCookies !== undefined && h["set-cookie"] !== ownCookies) {
       h["set-cookie"] = [ownCookies, h["set-cookie"]].flat().map(String);
     }

@@ -21,6 +21,9 @@ import { ms } from "../src/config/duration.js";
 import { headEdit, policyHook } from "../src/lane-plan.js";
 import type { PolicyOptions } from "../src/policies.js";
 
+/** The upstream's CORS answer, replaced on every forwarded answer by the route's own. */
+const OWN_HEADERS = ["access-control-allow-origin", "access-control-allow-credentials"];
+
 /** @fastify/cors's default, for routes that list neither cors.methods nor match.methods. */
 const DEFAULT_METHODS = "GET,HEAD,PUT,PATCH,POST,DELETE";
 
@@ -86,21 +89,25 @@ export const cors = fp(
       reply.code(204).header("x-request-id", request.id).send();
     });
 
-    headEdit(app, route, function corsHeaders(request, reply: FastifyReply, payload, done) {
-      if (isPreflight(request)) {
+    headEdit(
+      app,
+      route,
+      function corsHeaders(request, reply: FastifyReply, payload, done) {
+        if (isPreflight(request)) {
+          done(null, payload);
+          return;
+        }
+        for (const name of OWN_HEADERS) reply.removeHeader(name);
+        const allowed = allowOrigin(request.headers.origin);
+        if (!any) addVary(reply, "Origin");
+        if (allowed !== undefined) {
+          reply.header("access-control-allow-origin", allowed);
+          if (credentials) reply.header("access-control-allow-credentials", "true");
+        }
         done(null, payload);
-        return;
-      }
-      reply.removeHeader("access-control-allow-origin");
-      reply.removeHeader("access-control-allow-credentials");
-      const allowed = allowOrigin(request.headers.origin);
-      if (!any) addVary(reply, "Origin");
-      if (allowed !== undefined) {
-        reply.header("access-control-allow-origin", allowed);
-        if (credentials) reply.header("access-control-allow-credentials", "true");
-      }
-      done(null, payload);
-    });
+      },
+      OWN_HEADERS,
+    );
   },
   { name: "switchyard-cors", fastify: "5.x" },
 );

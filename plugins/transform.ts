@@ -66,11 +66,16 @@ export const transform = fp(
     if (resHeaders !== undefined) {
       const remove = (resHeaders.remove ?? []).map((n) => headerName(`${where}.response.headers.remove`, n));
       const set = headerSets(`${where}.response.headers.set`, resHeaders.set);
-      headEdit(app, route, function responseHeaders(_request, reply, payload, done) {
-        for (const n of remove) reply.removeHeader(n);
-        for (const [k, v] of set) reply.header(k, v);
-        done(null, payload);
-      });
+      headEdit(
+        app,
+        route,
+        function responseHeaders(_request, reply, payload, done) {
+          for (const n of remove) reply.removeHeader(n);
+          for (const [k, v] of set) reply.header(k, v);
+          done(null, payload);
+        },
+        remove,
+      );
     }
   },
   { name: "switchyard-transform", fastify: "5.x" },

@@ -43,6 +43,12 @@ export interface LanePlan {
   onRequest: RequestHook[];
   preHandler: RequestHook[];
   headEdits: HeadEdit[];
+  /**
+   * Upstream fields the head edits always remove, whatever the request: the
+   * forwarder leaves them out when it copies the upstream head (the edit then
+   * finds nothing to delete, and the head object keeps V8's fast shape).
+   */
+  headRemoves: Set<string>;
 }
 
 const plans = new WeakMap<CompiledRoute, LanePlan>();
@@ -51,7 +57,7 @@ const plans = new WeakMap<CompiledRoute, LanePlan>();
 export function planOf(route: CompiledRoute): LanePlan {
   let p = plans.get(route);
   if (p === undefined) {
-    p = { onRequest: [], preHandler: [], headEdits: [] };
+    p = { onRequest: [], preHandler: [], headEdits: [], headRemoves: new Set() };
     plans.set(route, p);
   }
   return p;
@@ -68,10 +74,20 @@ export function policyHook(
   planOf(route)[phase].push(hook);
 }
 
-/** Add a response header rule: onSend on the Fastify path, and the forwarder's head on the direct path. */
-export function headEdit(scope: FastifyInstance, route: CompiledRoute, edit: HeadEdit): void {
+/**
+ * Add a response header rule: onSend on the Fastify path, and the forwarder's
+ * head on the direct path. `removes`: the fields it removes from every answer.
+ */
+export function headEdit(
+  scope: FastifyInstance,
+  route: CompiledRoute,
+  edit: HeadEdit,
+  removes: readonly string[] = [],
+): void {
   scope.addHook("onSend", edit as onSendHookHandler);
-  planOf(route).headEdits.push(edit);
+  const plan = planOf(route);
+  plan.headEdits.push(edit);
+  for (const name of removes) plan.headRemoves.add(name);
 }
 
 function noop(): void {}
@@ -82,41 +98,50 @@ export function applyHeadEdits(edits: readonly HeadEdit[], request: unknown, rep
 }
 
 /**
- * Run `hooks` from `i` as Fastify's hook runner does: each gets a done
- * callback; one that returns a promise is waited on instead. In order,
- * stopping at the first error (rejected to the caller) or once a hook has
- * answered (reply.sent). Hooks that call back at once continue synchronously;
- * the first that really waits turns the rest into a promise chain. Returns
+ * Run `hooks` as Fastify's hook runner does: each gets a done callback; one
+ * that returns a promise is waited on instead. In order, stopping at the
+ * first error (rejected to the caller) or once a hook has answered
+ * (reply.sent). Hooks that call back at once continue synchronously; the
+ * first that really waits turns the rest into a promise chain. Returns
  * undefined when everything ran synchronously, else a promise of the same.
+ * One state object and one callback per request, shared by its hooks.
  */
 export function runHooks(
   hooks: readonly RequestHook[],
   request: FastifyRequest,
   reply: FastifyReply & { sent: boolean },
-  i = 0,
 ): Promise<void> | undefined {
-  for (; i < hooks.length; i++) {
-    if (reply.sent) return undefined;
-    // Written by the done callback, possibly before the hook returns.
-    const cb: { state: "waiting" | "done" | "failed"; failure?: unknown; resume?: () => void } = {
-      state: "waiting",
-    };
-    const out = hooks[i](request, reply, (err?: unknown) => {
-      if (cb.state !== "waiting") return;
-      cb.state = err ? "failed" : "done";
-      cb.failure = err;
-      cb.resume?.();
-    });
-    const next = i + 1;
-    if (out !== undefined && typeof (out as Promise<unknown>).then === "function")
-      return (out as Promise<unknown>).then(() => runHooks(hooks, request, reply, next));
-    if (cb.state === "done") continue;
-    if (cb.state === "failed") return Promise.reject(cb.failure);
-    // Not called back yet: it answered by itself (a preflight) and never will, or it is waiting.
-    if (reply.sent) return undefined;
-    return new Promise<void>((ok, fail) => {
-      cb.resume = () => (cb.state === "failed" ? fail(cb.failure) : ok());
-    }).then(() => runHooks(hooks, request, reply, next));
-  }
-  return undefined;
+  // Written by `done`, possibly before the hook returns.
+  const s: { state: "waiting" | "done" | "failed"; failure?: unknown; resume?: () => void } = {
+    state: "waiting",
+  };
+  const done = (err?: unknown) => {
+    if (s.state !== "waiting") return;
+    s.state = err ? "failed" : "done";
+    s.failure = err;
+    const resume = s.resume;
+    s.resume = undefined;
+    resume?.();
+  };
+  const step = (i: number): Promise<void> | undefined => {
+    for (; i < hooks.length; i++) {
+      if (reply.sent) return undefined;
+      s.state = "waiting";
+      const out = hooks[i](request, reply, done);
+      const next = i + 1;
+      if (out !== undefined && typeof (out as Promise<unknown>).then === "function")
+        return (out as Promise<unknown>).then(() => step(next));
+      // `done` may have run inside the call (TypeScript cannot see it: hence the widening).
+      const after = s.state as "waiting" | "done" | "failed";
+      if (after === "done") continue;
+      if (after === "failed") return Promise.reject(s.failure);
+      // Not called back yet: it answered by itself (a preflight) and never will, or it is waiting.
+      if (reply.sent) return undefined;
+      return new Promise<void>((ok, fail) => {
+        s.resume = () => (s.state === "failed" ? fail(s.failure) : ok());
+      }).then(() => step(next));
+    }
+    return undefined;
+  };
+  return step(0);
 }
