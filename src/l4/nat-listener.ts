@@ -54,6 +54,11 @@ export class NatListener {
     return this.cfg.name;
   }
 
+  /** `port: 0`: the port is only known once bound, so it is bound before the table names it. */
+  get needsBindFirst(): boolean {
+    return this.cfg.listen.port === 0;
+  }
+
   /** Reserve the address; rejects with the same one line as a proxy listener (`cannot listen on …`). */
   start(): Promise<AddressInfo> {
     const { host, port } = this.cfg.listen;

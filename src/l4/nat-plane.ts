@@ -110,18 +110,24 @@ export class NatPlane {
     this.closed = false;
     await this.own();
     const added = new Map<string, NatListener>();
+    for (const w of wanted)
+      if (!this.listeners.has(w.key)) added.set(w.key, new NatListener(w.kind, w.cfg, services));
     try {
-      for (const w of wanted) {
-        if (this.listeners.has(w.key)) continue;
-        const l = new NatListener(w.kind, w.cfg, services);
-        added.set(w.key, l);
-        await l.start();
-      }
+      // `port: 0` must be bound to be named in the table. A fixed port is bound after the table is
+      // written, so no client ever meets it bound but not yet translated (it would be reset).
+      for (const l of added.values()) if (l.needsBindFirst) await l.start();
       await this.serial(async () => {
         const plans = wanted.map((w) =>
           (this.listeners.get(w.key) ?? added.get(w.key)!).plan(this.markOf, Date.now(), w.cfg, services),
         );
         if (this.table.owner) await this.write(plans);
+        try {
+          for (const l of added.values()) if (!l.needsBindFirst) await l.start();
+        } catch (err) {
+          // Port in use: the running listeners' table goes back (they are unchanged until commit).
+          if (this.table.owner) await this.write(this.all.map((l) => l.plan(this.markOf))).catch(() => {});
+          throw err;
+        }
         this.commit(wanted, services, added);
       });
     } catch (err) {

@@ -289,6 +289,28 @@ tcp:
     assert.ok(after.bytesIn > before.bytesIn && after.packetsOut > before.packetsOut);
   });
 
+  test("a port in use fails with one line and leaves the running table as it was", async (t) => {
+    const a = await lineServer(t, "a");
+    const busy = await lineServer(t, "busy");
+    const yaml = (extra: string) => `version: 1
+services:
+  s: { targets: [tcp://127.0.0.1:${a.port}] }
+tcp:
+  - { name: t, listen: { port: 0, host: 127.0.0.1 }, service: s, mode: nat }
+${extra}`;
+    const gw = await natGateway(t, yaml(""));
+    const before = await listTable(gw.table);
+    await assert.rejects(
+      gw.reload(
+        yaml(`  - { name: u, listen: { port: ${busy.port}, host: 127.0.0.1 }, service: s, mode: nat }\n`),
+      ),
+      new RegExp(`^Error: cannot listen on 127\\.0\\.0\\.1:${busy.port}: address already in use$`),
+    );
+    assert.equal(await listTable(gw.table), before, "no rule for the busy port");
+    assert.equal(await oneShot(busy.port), "busy", "its owner still gets its connections");
+    assert.equal(await oneShot(gw.port("t")), "a");
+  });
+
   test("a table deleted by hand is written whole again at the next change", async (t) => {
     const a = await lineServer(t, "a");
     const b = await lineServer(t, "b");
