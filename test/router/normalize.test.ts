@@ -58,6 +58,20 @@ describe("normalizePath", () => {
     ["/%E2%82%AC/./x", "/%E2%82%AC/x"],
     ["/a%4", null],
     ["/a%4g", null],
+    // Every hex digit's bounds: 0-9, a-f, A-F decode; the characters just outside them do not.
+    ["/%30%39%41%46%61%66", "/09AFaf"],
+    ["/%7a%7A%5a", "/zzZ"],
+    ["/a%0Ab%0a", "/a%0Ab%0A"],
+    ["/%4@", null],
+    ["/%4`", null],
+    ["/%4/", null],
+    ["/%4:", null],
+    ["/%G1", null],
+    ["/%g1", null],
+    // An invalid low digit never makes up a byte with the high one ("%5z" is not "O", "%6z" not "_").
+    ["/%5z", null],
+    ["/%6z", null],
+    ["/%7z", null],
     ["", null],
     ["a/b", null],
     ["*", null],
@@ -85,6 +99,8 @@ describe("normalizeConfigPath", () => {
     ["/a/../b", "/b"],
     ["/a%2Fb", null],
     ["/\ud800", null],
+    ["/\u{1F600}/x y", "/%F0%9F%98%80/x%20y"],
+    ["/\u00e9\u00e8", "/%C3%A9%C3%A8"],
     ["api", null],
   ];
   for (const [input, expected] of cases) {
