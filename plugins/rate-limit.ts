@@ -12,7 +12,10 @@
  * leaving the header off never means "unlimited".
  *
  * Counters live in the generation's store (memory, or Redis shared by every
- * instance, with store.onError). The plugin's hook is added with addHook, not
+ * instance, with store.onError). On Redis a limit of 2000 or more a window
+ * takes its counts in batches of max/1000 (at most 100: src/store/lease.ts):
+ * never more than `max`, at most workers × batch fewer. The plugin's hook
+ * is added with addHook, not
  * the plugin's per-route `config.rateLimit`: that one is a route-level hook,
  * which Fastify runs after every scope hook, so it would run after auth.
  * `by: ip | header | route` runs in onRequest, before auth (SPEC §3);
@@ -33,6 +36,7 @@ import { policyHook } from "../src/lane-plan.js";
 import type { PolicyOptions } from "../src/policies.js";
 import { kState } from "../src/request-state.js";
 import { type GatewayStore, useStore } from "../src/store/index.js";
+import { batchFor } from "../src/store/lease.js";
 
 declare module "../src/request-state.js" {
   interface RequestState {
@@ -85,7 +89,7 @@ export function keyGenerator(by: string): KeyOf {
  * from the store (Redis down, onError allow) counts as nothing; a thrown
  * SY_STORE_UNAVAILABLE (onError deny) becomes the 503 answer.
  */
-function storeAdapter(store: GatewayStore, namespace: string) {
+function storeAdapter(store: GatewayStore, namespace: string, batch: number) {
   return class SwitchyardLimitStore {
     incr(
       key: string,
@@ -93,12 +97,12 @@ function storeAdapter(store: GatewayStore, namespace: string) {
       timeWindow: number,
     ): void {
       // The memory store counts synchronously: answered at once, without a promise.
-      const local = store.incrLocal(namespace + key, timeWindow);
+      const local = store.incrLocal(namespace + key, timeWindow, batch);
       if (local !== undefined) {
         cb(null, { current: local.count, ttl: local.ttl });
         return;
       }
-      store.incr(namespace + key, timeWindow).then(
+      store.incr(namespace + key, timeWindow, batch).then(
         (c) => cb(null, c === undefined ? { current: 0, ttl: timeWindow } : { current: c.count, ttl: c.ttl }),
         (err: Error) => cb(err),
       );
@@ -116,7 +120,7 @@ export const rateLimitPolicy = fp(
     await scope.register(fastifyRateLimit, {
       global: false,
       enableDraftSpec: true,
-      store: storeAdapter(store, `rl:${route.name}:`),
+      store: storeAdapter(store, `rl:${route.name}:`, batchFor(cfg.max)),
     });
     const limiter = scope.rateLimit({
       max: cfg.max,

@@ -17,6 +17,7 @@
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import { errors } from "../errors.js";
 import type { Generation } from "../generation.js";
+import { Leases } from "./lease.js";
 import { MemoryStore } from "./memory.js";
 import { RedisStore } from "./redis.js";
 import type { Count, StoreBackend } from "./types.js";
@@ -30,6 +31,8 @@ export class GatewayStore {
   /** Set while the shared store is failing (so the outage is logged once, and its end once). */
   private degraded = false;
   readonly local: MemoryStore;
+  /** Rate-limit counts reserved from Redis in batches. */
+  private readonly leases = new Leases();
 
   constructor(
     readonly shared: StoreBackend,
@@ -48,15 +51,31 @@ export class GatewayStore {
     return !this.degraded && (!(this.shared instanceof RedisStore) || this.shared.ready);
   }
 
-  /** Count one hit now when the store is this process's memory (else undefined: ask incr()). */
-  incrLocal(key: string, windowMs: number): Count | undefined {
-    return this.shared === this.local ? this.local.incrSync(key, windowMs) : undefined;
+  /**
+   * Count one hit now, without waiting, when that needs no round trip: the
+   * store is this process's memory, or `batch` > 1 and this process still
+   * holds reserved counts for `key` (lease.ts). Else undefined: ask incr().
+   */
+  incrLocal(key: string, windowMs: number, batch = 1): Count | undefined {
+    if (this.shared === this.local) return this.local.incrSync(key, windowMs);
+    return batch > 1 ? this.leases.take(key) : undefined;
   }
 
-  /** Count one hit; `undefined` means "not counted" (Redis down and onError: allow). */
-  async incr(key: string, windowMs: number): Promise<Count | undefined> {
+  /**
+   * Count one hit; `undefined` means "not counted" (Redis down and onError:
+   * allow). With `batch` > 1 on Redis, counts are reserved `batch` at a time
+   * and handed out from this process's lease (lease.ts: never over the limit,
+   * at most `batch` stricter per process).
+   */
+  async incr(key: string, windowMs: number, batch = 1): Promise<Count | undefined> {
     if (this.shared === this.local) return this.local.incrSync(key, windowMs);
     try {
+      for (let i = 0; batch > 1 && i < 3; i++) {
+        const leased = this.leases.take(key);
+        if (leased !== undefined) return leased;
+        await this.leases.refill(key, batch, () => this.shared.incr(key, windowMs, batch));
+        this.recovered();
+      }
       const c = await this.shared.incr(key, windowMs);
       this.recovered();
       return c;

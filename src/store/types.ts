@@ -13,8 +13,11 @@ export interface Count {
 
 export interface StoreBackend {
   readonly kind: "memory" | "redis";
-  /** Count one hit on `key` in a fixed window of `windowMs`; atomic across everyone sharing the store. */
-  incr(key: string, windowMs: number): Promise<Count>;
+  /**
+   * Count one hit (or `by` hits at once) on `key` in a fixed window of
+   * `windowMs`; atomic across everyone sharing the store. `count` is the total after.
+   */
+  incr(key: string, windowMs: number, by?: number): Promise<Count>;
   get(key: string): Promise<Buffer | undefined>;
   /** Store `value` for `ttlMs` and index it under each tag (for purge by tag). */
   set(key: string, value: Buffer, ttlMs: number, tags?: readonly string[]): Promise<void>;
