@@ -213,6 +213,39 @@ function hs256(secret, payload) {
 }
 const now = Math.floor(Date.now() / 1000);
 const TOKEN = hs256(JWT_SECRET, { sub: "bench-user", scope: "bench", iat: now, exp: now + 12 * 3600 });
+// The same claims signed ES256 (a public-key verifier: what an identity provider issues).
+const ES_KEYS = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" });
+function es256(payload) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const data = `${b64({ alg: "ES256", typ: "JWT" })}.${b64(payload)}`;
+  const sig = crypto.sign("sha256", Buffer.from(data), {
+    key: ES_KEYS.privateKey,
+    dsaEncoding: "ieee-p1363",
+  });
+  return `${data}.${sig.toString("base64url")}`;
+}
+const ES_TOKEN = es256({ sub: "bench-user", scope: "bench", iat: now, exp: now + 12 * 3600 });
+const ES_PUBLIC = ES_KEYS.publicKey.export({ type: "spki", format: "pem" });
+
+/**
+ * What users configure on a public API route (issue 11): JWT with a scope, a
+ * rate limit (memory store, never reached), request header, query and claim
+ * transforms, response header transforms and CORS; requests carry an Origin.
+ */
+const FULL_MIX = {
+  auth: { jwt: "bench", scopes: ["bench"] },
+  rateLimit: { max: 1_000_000_000, window: "1m", by: "ip" },
+  transform: {
+    request: {
+      headers: { set: { "x-gateway": "switchyard" }, remove: ["cookie"] },
+      query: { set: { src: "gw" }, remove: ["debug"] },
+      fromClaims: { "x-user-id": "sub" },
+    },
+    response: { headers: { set: { "x-frame-options": "DENY" }, remove: ["x-powered-by"] } },
+  },
+  cors: { origins: ["https://app.example.com"] },
+};
+const MIX_HEADERS = { authorization: `Bearer ${TOKEN}`, origin: "https://app.example.com" };
 
 // ------------------------------------------------------------------ peers
 
@@ -359,30 +392,61 @@ const SCENARIOS = [
   },
   {
     id: "l7-policies",
-    title: "L7 with JWT (HS256) + rate limit + header transform",
+    title: "L7 with JWT + rate limit + request and response transforms + CORS",
     kind: "http",
     backends: 1,
-    refs: ["direct", "fastify-http-proxy", "undici-proxy"],
+    refs: ["direct", "switchyard", "fastify-http-proxy", "undici-proxy"],
     floor: "undici-proxy",
-    note: "switchyard-policies: auth.jwt (HS256 verifier), rateLimit 1e9/1m by ip (never reached), transform.request.headers.set; the other peers proxy plainly (reference).",
+    note: "switchyard full mix: auth.jwt with a scope (the same token each time: a verified-token cache hit), rateLimit 1e9/1m by ip on the memory store (never reached), transform.request headers set/remove + query set/remove + fromClaims, transform.response headers set/remove, cors with an Origin on every request; ES256: the same with a public-key verifier. The other peers proxy plainly (reference).",
     peers: () => [
       peer.direct(),
       peer.switchyard("switchyard", "switchyard plain", (ctx) => l7Config(ctx.targets)),
       peer.switchyard(
         "switchyard-policies",
-        "switchyard JWT+RL+transform",
+        "switchyard full mix (HS256)",
         (ctx) =>
           l7Config(
             ctx.targets,
-            {
-              auth: { jwt: "bench" },
-              rateLimit: { max: 1_000_000_000, window: "1m", by: "ip" },
-              transform: { request: { headers: { set: { "x-gateway": "switchyard" } } } },
-            },
+            FULL_MIX,
             {},
             { jwt: { bench: { secret: JWT_SECRET, algorithms: ["HS256"] } } },
           ),
-        { headers: { authorization: `Bearer ${TOKEN}` }, expectUnauthorized: true },
+        { headers: MIX_HEADERS, expectUnauthorized: true },
+      ),
+      peer.switchyard(
+        "switchyard-policies-es",
+        "switchyard full mix (ES256)",
+        (ctx) => l7Config(ctx.targets, FULL_MIX, {}, { jwt: { bench: { publicKey: ES_PUBLIC } } }),
+        { headers: { ...MIX_HEADERS, authorization: `Bearer ${ES_TOKEN}` }, expectUnauthorized: true },
+      ),
+      peer.fastify(),
+      peer.undici(),
+    ],
+  },
+  {
+    id: "l7-ratelimit-redis",
+    title: "L7 rate limit on the Redis store",
+    kind: "http",
+    backends: 1,
+    refs: ["direct", "switchyard", "fastify-http-proxy", "undici-proxy"],
+    floor: "undici-proxy",
+    note: "switchyard rate limit: rateLimit 1e9/1m by ip, store redis at 127.0.0.1:6379 (the machine's own Redis, not pinned), one shared counter for every request.",
+    peers: () => [
+      peer.direct(),
+      peer.switchyard("switchyard", "switchyard plain", (ctx) => l7Config(ctx.targets)),
+      peer.switchyard("switchyard-rl-redis", "switchyard rate limit (redis)", (ctx) =>
+        l7Config(
+          ctx.targets,
+          { rateLimit: { max: 1_000_000_000, window: "1m", by: "ip" } },
+          {},
+          {
+            store: {
+              type: "redis",
+              url: `redis://127.0.0.1:${REDIS_PORT}`,
+              prefix: `sy-bench-${process.pid}:`,
+            },
+          },
+        ),
       ),
       peer.fastify(),
       peer.undici(),
