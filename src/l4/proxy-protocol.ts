@@ -53,6 +53,7 @@ const PORT = /^(0|[1-9][0-9]{0,4})$/;
 
 function parseV1(buf: Buffer): Step<ProxyHeader> {
   const end = buf.subarray(0, V1_MAX).indexOf("\r\n");
+  // Stryker disable next-line EqualityOperator: equivalent for <= 0, the line starts with "PROXY ", so CRLF is never at 0
   if (end < 0)
     return buf.length >= V1_MAX ? { error: "PROXY v1 line longer than 107 bytes" } : { need: true };
   const line = buf.subarray(0, end).toString("latin1");

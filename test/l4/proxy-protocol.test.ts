@@ -170,3 +170,62 @@ test("IPv6 text ⇄ bytes", () => {
     assert.equal(ipv6Text(ipv6Bytes(text), 0), canon, text);
   }
 });
+
+test("v1: a 107-byte line without CRLF is refused; a source in the wrong family alone is refused", () => {
+  const long = Buffer.from(`PROXY TCP4 ${"1".repeat(107 - 11)}`);
+  assert.equal(long.length, 107);
+  const r = parseProxyHeader(long);
+  assert.ok("error" in r && /longer than 107 bytes/.test(r.error), JSON.stringify(r));
+  assert.deepEqual(parseProxyHeader(long.subarray(0, 106)), { need: true });
+  for (const line of ["PROXY TCP4 ::1 1.2.3.5 1 2\r\n", "PROXY TCP6 1.2.3.4 ::1 1 2\r\n"]) {
+    const bad = parseProxyHeader(Buffer.from(line));
+    assert.ok("error" in bad && /addresses are not TCP/.test(bad.error), line);
+  }
+  assert.deepEqual(parsed(Buffer.from("PROXY TCP4 1.2.3.4 1.2.3.5 65535 1\r\n")).value.source, {
+    address: "1.2.3.4",
+    port: 65535,
+  });
+});
+
+test("v2: LOCAL and UNIX carry no address even with an address block; DGRAM is a known transport", () => {
+  const inet = encodeProxyHeader("v2", src, dst);
+  // The same header with command LOCAL (0x20): the balancer's own connection, addresses ignored.
+  const local = Buffer.from(inet);
+  local[12] = 0x20;
+  assert.deepEqual(parsed(Buffer.concat([local, Buffer.from("X")])).value, { version: 2 });
+  assert.equal(parsed(local).consumed, inet.length);
+  // AF_UNIX (0x31): 216 bytes of paths, nothing we can use as an address.
+  const unix = Buffer.concat([V2_SIGNATURE, Buffer.from([0x21, 0x31, 0x00, 216]), Buffer.alloc(216, 0x2f)]);
+  const u = parsed(Buffer.concat([unix, Buffer.from("payload")]));
+  assert.deepEqual(u.value, { version: 2 });
+  assert.equal(u.consumed, 16 + 216);
+  // INET over DGRAM (0x12): addresses as for STREAM.
+  const dgram = Buffer.from(inet);
+  dgram[13] = 0x12;
+  assert.deepEqual(parsed(dgram).value, { version: 2, source: src, destination: dst });
+});
+
+test("encoding: an address that is not IP, on either side, gives UNKNOWN (v1) or LOCAL (v2)", () => {
+  const notIp = { address: "not-an-ip", port: 1 };
+  for (const [s, d] of [
+    [notIp, dst],
+    [src, notIp],
+    [notIp, notIp],
+  ]) {
+    assert.equal(encodeProxyHeader("v1", s, d).toString(), "PROXY UNKNOWN\r\n");
+    assert.deepEqual(parsed(encodeProxyHeader("v2", s, d)).value, { version: 2 });
+    assert.equal(encodeProxyHeader("v2", s, d).length, 16);
+  }
+  assert.equal(encodeProxyHeader("v1", src).toString(), "PROXY UNKNOWN\r\n", "no destination");
+});
+
+test("encoding: an IPv6 destination with an IPv4 source maps the source", () => {
+  const h = encodeProxyHeader("v1", { address: "10.0.0.1", port: 1 }, { address: "2001:db8::1", port: 2 });
+  assert.equal(h.toString(), "PROXY TCP6 ::ffff:10.0.0.1 2001:db8::1 1 2\r\n");
+  const v2 = encodeProxyHeader("v2", { address: "10.0.0.1", port: 1 }, { address: "2001:db8::1", port: 2 });
+  assert.deepEqual(parsed(v2).value, {
+    version: 2,
+    source: { address: "::ffff:10.0.0.1", port: 1 },
+    destination: { address: "2001:db8::1", port: 2 },
+  });
+});
