@@ -339,11 +339,16 @@ describe("hop-by-hop fields and X-Request-Id on every forwarding path", () => {
         res.setHeader("content-type", "application/json");
         res.setHeader("proxy-authenticate", 'Basic realm="upstream"');
         res.setHeader("proxy-connection", "keep-alive");
-        res.setHeader("connection", "x-hop, keep-alive");
+        // Connection names only x-hop: keep-alive, trailer and upgrade must go as hop-by-hop by name.
+        res.setHeader("connection", "x-hop");
         res.setHeader("x-hop", "secret");
         res.setHeader("keep-alive", "timeout=5, max=77");
+        res.setHeader("trailer", "x-checksum");
+        res.setHeader("upgrade", "h2c");
         res.setHeader("x-kept", "1");
-        res.end(JSON.stringify({ headers: req.headers }));
+        // Chunked (no Content-Length), so the Trailer field is a legal one to send.
+        res.write(JSON.stringify({ headers: req.headers }));
+        res.end();
       });
     });
     g = await gateway(`
@@ -399,6 +404,104 @@ routes:
     }
   });
 
+  test("request: the fixed hop-by-hop fields go even when Connection does not name them", async () => {
+    for (const [path, o] of paths) {
+      const r = await request(g.url, {
+        method: o.method,
+        body: o.body,
+        path: `${path}/fixed-${n++}`,
+        headers: {
+          ...o.headers,
+          connection: "close",
+          "keep-alive": "timeout=5",
+          upgrade: "h2c",
+          te: "trailers",
+          "proxy-authorization": "Basic c2VjcmV0OnBhc3N3b3Jk",
+          "proxy-connection": "keep-alive",
+        },
+      });
+      const what = `${o.method ?? "GET"} ${path}`;
+      assert.equal(r.status, 200, `${what}: ${r.body}`);
+      const h = r.json<{ headers: Record<string, string> }>().headers;
+      for (const name of ["keep-alive", "upgrade", "te", "proxy-authorization", "proxy-connection"])
+        assert.equal(h[name], undefined, `${what}: ${name} reached the upstream`);
+    }
+    // Trailer, on a chunked body (the only kind that may carry one), direct and through reply-from.
+    for (const path of ["/plain", "/xform"]) {
+      const body = await new Promise<string>((ok, fail) => {
+        const req = http.request(
+          {
+            host: "127.0.0.1",
+            port: g.port,
+            method: "POST",
+            path: `${path}/trailer-${n++}`,
+            agent: false,
+            headers: { trailer: "x-checksum" },
+          },
+          (res) => {
+            let s = "";
+            res.on("data", (c) => {
+              s += c;
+            });
+            res.on("end", () => ok(s));
+          },
+        );
+        req.on("error", fail);
+        req.write("part one;");
+        req.addTrailers({ "x-checksum": "abc" });
+        req.end("part two");
+      });
+      const h = (JSON.parse(body) as { headers: Record<string, string> }).headers;
+      assert.equal(h.trailer, undefined, `${path}: Trailer reached the upstream`);
+    }
+  });
+
+  test("request: Expect: 100-continue is answered by the gateway and not sent on (the body still arrives)", async () => {
+    for (const path of ["/plain", "/xform", "/limited"]) {
+      const reply = await new Promise<{ status: number; body: string }>((ok, fail) => {
+        const req = http.request({
+          host: "127.0.0.1",
+          port: g.port,
+          method: "POST",
+          path: `${path}/expect-${n++}`,
+          agent: false,
+          headers: { expect: "100-continue", "content-length": "5" },
+        });
+        req.on("continue", () => req.end("hello"));
+        req.on("response", (res) => {
+          let s = "";
+          res.on("data", (c) => {
+            s += c;
+          });
+          res.on("end", () => ok({ status: res.statusCode ?? 0, body: s }));
+        });
+        req.on("error", fail);
+        req.flushHeaders();
+      });
+      assert.equal(reply.status, 200, `${path}: ${reply.body}`);
+      const h = (JSON.parse(reply.body) as { headers: Record<string, string> }).headers;
+      assert.equal(h.expect, undefined, `${path}: Expect reached the upstream`);
+      assert.equal(h["content-length"], "5", path);
+    }
+  });
+
+  test("request: without a Host or a Connection (HTTP/1.0), no X-Forwarded-Host is made up, every field kept", async () => {
+    for (const path of ["/plain", "/xform", "/limited"]) {
+      // No Connection header either: every field is end-to-end, even one named "undefined".
+      const raw = await rawExchange(g.port, `GET ${path}/nohost-${n++} HTTP/1.0\r\nUndefined: kept\r\n\r\n`);
+      assert.match(raw, /^HTTP\/1\.[01] 200/, `${path}: ${raw.slice(0, 200)}`);
+      const body = raw.slice(raw.indexOf("\r\n\r\n") + 4);
+      const h = (
+        JSON.parse(body.slice(body.indexOf("{"), body.lastIndexOf("}") + 1)) as {
+          headers: Record<string, string>;
+        }
+      ).headers;
+      assert.equal(h["x-forwarded-host"], undefined, `${path}: ${JSON.stringify(h)}`);
+      assert.equal(h["x-forwarded-for"], "127.0.0.1", path);
+      assert.equal(h.undefined, "kept", path);
+    }
+  });
+
   test("response: Proxy-Authenticate and the fields the upstream's Connection names never reach the client", async () => {
     for (const [path, o] of paths) {
       const p = `${path}/res-${n++}`;
@@ -411,6 +514,8 @@ routes:
         assert.equal(r.headers["proxy-authenticate"], undefined, `${what}: proxy-authenticate`);
         assert.equal(r.headers["proxy-connection"], undefined, `${what}: proxy-connection`);
         assert.equal(r.headers["x-hop"], undefined, `${what}: a field named by Connection`);
+        assert.equal(r.headers.trailer, undefined, `${what}: the upstream's Trailer`);
+        assert.equal(r.headers.upgrade, undefined, `${what}: the upstream's Upgrade`);
         assert.doesNotMatch(String(r.headers.connection), /x-hop/, `${what}: the upstream's Connection`);
         assert.doesNotMatch(
           String(r.headers["keep-alive"] ?? ""),
