@@ -308,8 +308,10 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
    * onHead, the very onSend hooks Fastify runs for its own answers
    * (src/lane-plan.ts). The cache needs the body as a payload: reply-from.
    * Same retry, error and header rules on both paths; decided per route at load.
+   * A route's own plugins may add any onSend hook, which must see the upstream's
+   * answer (issue 13): reply-from's path, like the cache.
    */
-  const direct = !route.config.cache;
+  const direct = !route.config.cache && !route.config.plugins?.length;
 
   function streamAttempt(request: FastifyRequest, st: RequestState, target: Target, timeout: number): void {
     const body = request.body;
@@ -495,7 +497,8 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
     const st = request.raw[kState]!;
     // The client left while a hook waited (a JWKS fetch, Redis): nothing to forward, no lease to take.
     if (st.ended) return;
-    const service = route.pickService!();
+    // A route plugin may have read request.switchyard.service first: it goes where that said.
+    const service = st.service ?? route.pickService!();
     st.service = service;
     if (st.fwd === undefined) st.fwd = { attempt: 0, slots: 0, counted: false, done: false };
     const f = st.fwd;

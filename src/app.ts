@@ -27,12 +27,14 @@ import l4Tcp from "../plugins/l4-tcp.js";
 import l4Udp from "../plugins/l4-udp.js";
 import { proxyLane } from "../plugins/proxy-lane.js";
 import { type RouteTiming, routeTiming } from "../plugins/server-timing.js";
+import { failedPlugin, switchyardView } from "../plugins/user-plugins.js";
 import { websocketRoute, websockets } from "../plugins/websocket.js";
 import { onResponseClose } from "./access-log.js";
 import { verifiers } from "./auth/verifier.js";
+import { loadPlugins } from "./config/plugins.js";
 import type { Config } from "./config/schema.js";
 import { Methods } from "./config/schema.js";
-import { type ErrorCode, errorCodeOf, errorResponse, errors } from "./errors.js";
+import { type ErrorCode, errorCodeOf, errorResponse, errors, isGatewayError } from "./errors.js";
 import { buildGeneration, type CompiledRoute, type Generation } from "./generation.js";
 import { planOf } from "./lane-plan.js";
 import { FORWARD_LANE, laneable, type Policy, type PolicyOptions, policies } from "./policies.js";
@@ -76,6 +78,11 @@ function routeStrategy(generation: Generation) {
 export const switchyard = fp<SwitchyardOptions>(
   async function switchyard(app, opts) {
     const generation = opts.generation ?? buildGeneration(opts.config);
+    // Routes' own plugins are imported and checked before any scope is built (a ConfigError fails
+    // start or reload here); memoised, so a caller that awaited it already (cli --check) pays nothing.
+    await loadPlugins(generation.config, generation.baseDir);
+    // A getter on Request's prototype: no cost to a request that does not read it.
+    app.decorateRequest("switchyard", { getter: switchyardView });
     // Fastify 5 knows the common methods; the WebDAV ones routes may name are added.
     for (const m of Methods) if (!app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true });
     app.addConstraintStrategy(routeStrategy(generation) as never);
@@ -202,8 +209,12 @@ function errorHandler(
   request: FastifyRequest,
   reply: FastifyReply,
 ) {
-  const code = errorCodeOf(error);
-  if (code === "SY_INTERNAL") request.log.error({ err: error }, "unexpected error");
+  // A route plugin's own error is a 500 whatever status it carries (issue 13); our codes keep theirs.
+  const plugin = failedPlugin(request);
+  const code = plugin !== undefined && !isGatewayError(error) ? "SY_INTERNAL" : errorCodeOf(error);
+  if (plugin !== undefined && code === "SY_INTERNAL")
+    request.log.error({ err: error, route: request.raw[kState]?.route.name, plugin }, "route plugin failed");
+  else if (code === "SY_INTERNAL") request.log.error({ err: error }, "unexpected error");
   sendError(reply, code, request.id);
 }
 

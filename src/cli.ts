@@ -16,6 +16,7 @@ import pino, { type Logger } from "pino";
 import { type AdminServer, startAdmin } from "../plugins/admin.js";
 import { ClusterOps, serveWorker } from "./admin/cluster.js";
 import { ConfigError, loadConfigFile } from "./config/load.js";
+import { loadPlugins } from "./config/plugins.js";
 import type { Config } from "./config/schema.js";
 import { editorSchema } from "./config/schema.js";
 import { explain } from "./explain.js";
@@ -42,6 +43,18 @@ function load(file: string): Config {
   }
 }
 
+/** load(), then the routes' own plugins imported and checked (issue 13): still before anything listens. */
+async function loadAll(file: string): Promise<Config> {
+  const config = load(file);
+  try {
+    await loadPlugins(config);
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+  return config;
+}
+
 function summary(c: Config): string {
   const n = (x: number, w: string) => `${x} ${w}${x === 1 ? "" : "s"}`;
   return [
@@ -54,7 +67,7 @@ function summary(c: Config): string {
 }
 
 async function run(file: string, logLevel: string, workers: number): Promise<void> {
-  const config = load(file);
+  const config = await loadAll(file);
   if (workers > 1 && cluster.isPrimary) return primary(file, config, workers, logLevel);
   const log = pino({ level: logLevel, base: { pid: process.pid } }, pino.destination({ sync: false }));
   log.info(`switchyard ${VERSION} loaded ${file}: ${summary(config)}`);
@@ -158,7 +171,7 @@ async function main(argv: string[]): Promise<void> {
   }
   if (command !== undefined) fail(`unknown command '${command}'\n${USAGE}`);
   if (values.check) {
-    const config = load(file);
+    const config = await loadAll(file);
     for (const w of shadowWarnings(config)) process.stderr.write(`${file}: warning: ${w}\n`);
     process.stdout.write(`${file}: OK (${summary(config)})\n`);
     return;

@@ -7,7 +7,7 @@
 import type { Config } from "./config/schema.js";
 import { buildGeneration } from "./generation.js";
 import { explainL4 } from "./l4/explain-l4.js";
-import { policies } from "./policies.js";
+import { FORWARD_LANE, offLane, policies } from "./policies.js";
 import { normalizePath, splitTarget } from "./router/normalize.js";
 
 export function explain(config: Config, method: string, url: string, headerArgs: string[]): string {
@@ -44,6 +44,12 @@ export function explain(config: Config, method: string, url: string, headerArgs:
   if (c.respond) return `${lines.join("\n")}\n  → direct response ${c.respond.status}\n`;
   const applied = policies.filter((p) => p.applies(c)).map((p) => p.name);
   lines.push(`  policies: ${applied.length ? applied.join(" → ") : "none"}`);
+  for (const p of c.plugins ?? []) lines.push(`    plugin ${p.use}`);
+  // Which door the request takes (ARCHITECTURE principle 12), and why when it is Fastify's.
+  const why = offLane(route, config, FORWARD_LANE);
+  lines.push(
+    `  path: ${why === undefined ? "fast lane (forwarded before Fastify builds a request)" : `Fastify hooks — ${why}`}`,
+  );
   lines.push(
     `  upstream path: ${route.rewrite({ path, rest: m.rest, params: m.params })}${query ? `?${query}` : ""}`,
   );

@@ -2,6 +2,8 @@
  * Library entry: embed Switchyard in your own Fastify app
  * (`app.register(switchyard, { config })`), or build/run it yourself.
  */
+
+export type { SwitchyardPlugin, SwitchyardRequest } from "../plugins/user-plugins.js";
 export { build, genReqId, type SwitchyardOptions, switchyard } from "./app.js";
 export { ConfigError, loadConfigFile, parseConfig } from "./config/load.js";
 export { type Config, ConfigSchema, type RouteConfig, type ServiceConfig } from "./config/schema.js";

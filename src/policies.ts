@@ -11,6 +11,7 @@ import { cachePolicy } from "../plugins/cache.js";
 import { cors } from "../plugins/cors.js";
 import { limitsAfterAuth, rateLimitPolicy } from "../plugins/rate-limit.js";
 import { stripClaimHeaders, transform } from "../plugins/transform.js";
+import { userPlugins } from "../plugins/user-plugins.js";
 import type { Config, RouteConfig } from "./config/schema.js";
 import type { CompiledRoute, Generation } from "./generation.js";
 
@@ -33,13 +34,24 @@ export interface Policy {
  * (Fastify resolves the client address chain and scheme).
  */
 export function laneable(route: CompiledRoute, config: Config, allowed: readonly string[] = []): boolean {
+  return offLane(route, config, allowed) === undefined;
+}
+
+/** Why `route` takes Fastify's path rather than a lane (`switchyard explain` says it), or undefined. */
+export function offLane(
+  route: CompiledRoute,
+  config: Config,
+  allowed: readonly string[] = [],
+): string | undefined {
   const r = route.config;
-  return (
-    !config.trustProxy &&
-    r.respond === undefined &&
-    !r.websocket &&
-    policies.every((p) => allowed.includes(p.name) || !p.applies(r))
-  );
+  if (config.trustProxy) return "trustProxy is set (Fastify resolves the client address chain)";
+  if (r.respond !== undefined) return "a direct response";
+  if (r.websocket) return "websocket upgrades";
+  // A route's own plugins are Fastify plugins: their hooks need a real Request and Reply,
+  // which a lane never builds, and no cache hit may skip them (issue 13). Never a lane.
+  if (r.plugins !== undefined && r.plugins.length > 0) return "its own plugins run as Fastify hooks";
+  const held = policies.find((p) => !allowed.includes(p.name) && p.applies(r));
+  return held && `the ${held.name} policy does not run on this lane`;
 }
 
 /**
@@ -82,6 +94,8 @@ export const policies: Policy[] = [
     plugin: rateLimitPolicy,
     timing: { metric: "ratelimit", hook: "preHandler" },
   },
+  // After auth and rate limits, before the cache lookup (a hit never skips them) and the forwarder.
+  { name: "plugins", applies: (r) => (r.plugins?.length ?? 0) > 0, plugin: userPlugins },
   {
     name: "cache",
     applies: (r) => r.cache !== undefined,

@@ -110,17 +110,7 @@ export function parseConfig(text: string, opts: LoadOptions & { baseDir?: string
     problems.push({ ...at, path: pathString(key ? [...segs, key] : segs), message });
   };
 
-  if (!validate(data)) {
-    for (const e of simplifyErrors(validate.errors ?? [])) {
-      const segs = pointerToSegments(e.instancePath);
-      if (e.keyword === "additionalProperties") {
-        const key = e.params.additionalProperty as string;
-        report(segs, unknownKeyMessage(key, e.parentSchema), key);
-      } else if (e.keyword === "required") {
-        report(segs, `missing required key '${e.params.missingProperty}'`);
-      } else report(segs, describeError(e));
-    }
-  }
+  if (!validate(data)) reportSchemaErrors(validate.errors ?? [], report);
   try {
     const present = (segs: readonly Segment[]) => hasPath(doc.contents, segs);
     semanticChecks(data as Config, { report, baseDir: opts.baseDir ?? process.cwd(), present });
@@ -132,7 +122,43 @@ export function parseConfig(text: string, opts: LoadOptions & { baseDir?: string
     problems.sort((a, b) => a.line - b.line || a.col - b.col);
     throw new ConfigError(shown, problems);
   }
-  return deepFreeze(data as Config);
+  const config = deepFreeze(data as Config);
+  sources.set(config, { shown, baseDir: opts.baseDir ?? process.cwd(), locate });
+  return config;
+}
+
+/** Where a loaded config came from: what the async checks (plugins) need to report like the rest. */
+export interface ConfigSource {
+  /** The file's name as messages show it. */
+  shown: string;
+  /** Directory relative paths in the file are read from. */
+  baseDir: string;
+  /** Line and column of a key in the file (the key's own position with `key`). */
+  locate(segs: readonly Segment[], key?: string): { line: number; col: number };
+}
+
+// Keyed by the frozen config, so it lives exactly as long as the config does.
+const sources = new WeakMap<Config, ConfigSource>();
+
+export function sourceOf(config: Config): ConfigSource | undefined {
+  return sources.get(config);
+}
+
+/** Ajv's errors as problems, with did-you-mean for unknown keys; `at` prefixes their paths. */
+export function reportSchemaErrors(
+  errors: ErrorObject[],
+  report: (segs: readonly Segment[], message: string, key?: string) => void,
+  at: readonly Segment[] = [],
+): void {
+  for (const e of simplifyErrors(errors)) {
+    const segs = [...at, ...pointerToSegments(e.instancePath)];
+    if (e.keyword === "additionalProperties") {
+      const key = e.params.additionalProperty as string;
+      report(segs, unknownKeyMessage(key, e.parentSchema), key);
+    } else if (e.keyword === "required") {
+      report(segs, `missing required key '${e.params.missingProperty}'`);
+    } else report(segs, describeError(e));
+  }
 }
 
 /**

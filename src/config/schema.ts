@@ -481,6 +481,29 @@ const Route = Strict(
         "CORS, preflight answered at the edge",
       ),
     ),
+    // Issue 13: imported and validated at load (src/config/plugins.ts), registered in this route's scope.
+    plugins: T.Optional(
+      T.Array(
+        Strict(
+          {
+            use: T.String({
+              minLength: 1,
+              description: "Module: a path relative to routes.yaml (.js, .mjs) or an installed package name",
+            }),
+            options: T.Optional(
+              T.Record(T.String(), T.Unknown({ description: "Any value the plugin's schema allows" }), {
+                description: "Passed to the plugin; checked against the module's exported `schema`",
+              }),
+            ),
+          },
+          "A Fastify plugin (the module's default export)",
+        ),
+        {
+          description:
+            "Your own Fastify plugins, in this route's scope, after the built-in policies and before the cache and forwarding",
+        },
+      ),
+    ),
   },
   "An L7 route: first match wins, in file order",
 );
