@@ -132,6 +132,11 @@ Switchyard is up on ${g}. Try (in another terminal):
   curl -si ${g}/api/catalog | grep -i -e '^x-cache' -e '^age' -e instance
   curl -si ${g}/api/catalog | grep -i -e '^x-cache' -e '^age' -e instance
 
+  # your own Fastify plugin on a route (examples/plugins/api-key.mjs):
+  # 401 without a known x-api-key, 200 with one
+  curl -si ${g}/api/reports | head -1
+  curl -s ${g}/api/reports -H 'x-api-key: demo-key'
+
   # L4: TCP passthrough to this machine's Redis on :6379 (closes at once without one)
   redis-cli -p ${redisProxyPort} ping
 

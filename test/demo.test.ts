@@ -174,7 +174,14 @@ describe("npm run demo (examples/demo.mjs)", { timeout: 90_000 }, () => {
   });
 
   it("prints the curl commands for each feature", () => {
-    for (const needle of ["/api/users/7", "/api/me", "/api/search", "/api/catalog", "redis-cli -p"]) {
+    for (const needle of [
+      "/api/users/7",
+      "/api/me",
+      "/api/search",
+      "/api/catalog",
+      "/api/reports",
+      "redis-cli -p",
+    ]) {
       assert.ok(output.includes(needle), `missing ${needle} in the demo's output`);
     }
   });
@@ -233,6 +240,17 @@ describe("npm run demo (examples/demo.mjs)", { timeout: 90_000 }, () => {
     assert.equal(second.headers["x-cache"], "HIT");
     assert.equal(second.body, first.body, "served from the cache: the upstream's first answer");
     assert.notEqual(second.headers["x-request-id"], first.headers["x-request-id"]);
+  });
+
+  it("/api/reports: the API-key plugin refuses without the key (SPEC error shape), passes with it", async () => {
+    const no = await get(port, "/api/reports");
+    assert.equal(no.status, 401);
+    assert.equal(JSON.parse(no.body).requestId, no.headers["x-request-id"]);
+    const wrong = await get(port, "/api/reports", { "x-api-key": "demo-kez" });
+    assert.equal(wrong.status, 401);
+    const yes = await get(port, "/api/reports", { "x-api-key": "demo-key" });
+    assert.equal(yes.status, 200, yes.body);
+    assert.equal(JSON.parse(yes.body).path, "/api/reports");
   });
 
   it("the tcp listener passes bytes to the machine's Redis", { skip: noRedis }, async () => {

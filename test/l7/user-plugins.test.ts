@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import pino from "pino";
+import { build } from "../../src/app.js";
 import { parseConfig } from "../../src/config/load.js";
 import { loadPlugins } from "../../src/config/plugins.js";
 import { explain } from "../../src/explain.js";
@@ -241,6 +242,29 @@ describe("a route's own plugins", () => {
     assert.match(withPlugins, /path: Fastify hooks — its own plugins run as Fastify hooks/);
     assert.match(explain(config, "GET", "/plain", []), /path: fast lane/);
   });
+});
+
+test("README's way to test a plugin: build() and inject, no listener, no upstream", async () => {
+  const config = parseConfig(
+    `
+version: 1
+listen: [{ port: 0 }]
+services: { api: { targets: ["http://127.0.0.1:9"] } }
+routes:
+  - name: api
+    service: api
+    plugins: [{ use: ./api-key.mjs, options: { keys: [k1] } }]
+`,
+    { baseDir: examples },
+  );
+  const app = await build(config);
+  try {
+    const res = await app.inject({ url: "/x", headers: { "x-api-key": "nope" } });
+    assert.equal(res.statusCode, 401);
+    assert.equal(res.json().requestId, res.headers["x-request-id"]);
+  } finally {
+    await app.close();
+  }
 });
 
 describe("plugins are checked at load", () => {
