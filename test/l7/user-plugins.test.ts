@@ -206,7 +206,7 @@ describe("a route's own plugins", () => {
     }
   });
 
-  test("a hook that never calls back is cut by the route's timeout: 504", async () => {
+  test("a hook that never calls back is cut by the route's timeout: 504", { timeout: 5000 }, async () => {
     const { logger, lines } = capturingLogger();
     const { gw, url } = await start(
       `  - name: stuck
