@@ -205,6 +205,92 @@ routes:
   });
 });
 
+describe("rate limit keys: one bucket per client, never shared, never colliding", () => {
+  let echo: Backend;
+  let g: Running;
+  before(async () => {
+    echo = await backend("echo");
+    g = await gateway(`
+services:
+  echo: { targets: [${echo.url}] }
+jwt:
+  internal: { secret: ${SECRET}, algorithms: [HS256] }
+routes:
+  - { name: keyed, match: { path: /keyed }, service: echo, rateLimit: { max: 1, window: 1m, by: "header:X-Api-Key" } }
+  - name: by-claim
+    match: { path: /claim }
+    service: echo
+    auth: { jwt: internal }
+    rateLimit: { max: 1, window: 1m, by: "jwt:sub" }
+`);
+  });
+  after(async () => {
+    await g.close();
+    await echo.close();
+  });
+
+  /** Status of one request from `localAddress`. */
+  const from = (path: string, localAddress: string, headers: Record<string, string> = {}) =>
+    within(2000, request(g.url, { path, localAddress, headers })).then((r) => r.status);
+
+  test("by header: long values (hashed) keep one bucket each", async () => {
+    const a = `a${"x".repeat(300)}`;
+    const b = `b${"x".repeat(300)}`;
+    assert.equal(await from("/keyed", "127.0.1.1", { "x-api-key": a }), 200);
+    assert.equal(
+      await from("/keyed", "127.0.1.2", { "x-api-key": a }),
+      429,
+      "the same long value, one bucket",
+    );
+    assert.equal(await from("/keyed", "127.0.1.1", { "x-api-key": b }), 200, "another long value, another");
+    assert.equal(
+      await from("/keyed", "127.0.1.1", { "x-api-key": `${a.slice(0, 128)}` }),
+      200,
+      "its prefix too",
+    );
+  });
+
+  test("by header: a value that looks like an address's key is not that address's bucket", async () => {
+    assert.equal(await from("/keyed", "127.0.1.3", { "x-api-key": "ip:127.0.1.4" }), 200);
+    assert.equal(await from("/keyed", "127.0.1.4"), 200, "127.0.1.4 without the header: its own bucket");
+    assert.equal(await from("/keyed", "127.0.1.4"), 429);
+  });
+
+  test("by jwt: a token without the claim, or with it null or empty, counts against its address", async () => {
+    const claims: Array<[string, Record<string, unknown>]> = [
+      ["absent", {}],
+      ["null", { sub: null }],
+      ["empty", { sub: "" }],
+    ];
+    let host = 10;
+    for (const [what, c] of claims) {
+      const bearer = { authorization: `Bearer ${await token(c)}` };
+      const x = `127.0.1.${host++}`;
+      const y = `127.0.1.${host++}`;
+      assert.equal(await from("/claim", x, bearer), 200, `${what}: first from ${x}`);
+      assert.equal(
+        await from("/claim", y, bearer),
+        200,
+        `${what}: ${y} is another client, not one shared bucket`,
+      );
+      assert.equal(await from("/claim", x, bearer), 429, `${what}: ${x} again`);
+    }
+    // Numbers and strings are claims like any other: a bucket per value.
+    assert.equal(
+      await from("/claim", "127.0.1.20", { authorization: `Bearer ${await token({ sub: 42 })}` }),
+      200,
+    );
+    assert.equal(
+      await from("/claim", "127.0.1.21", { authorization: `Bearer ${await token({ sub: 42 })}` }),
+      429,
+    );
+    // A claim that looks like an address's key is not that address's bucket.
+    const lookalike = { authorization: `Bearer ${await token({ sub: "ip:127.0.1.22" })}` };
+    assert.equal(await from("/claim", "127.0.1.23", lookalike), 200);
+    assert.equal(await from("/claim", "127.0.1.22", { authorization: `Bearer ${await token({})}` }), 200);
+  });
+});
+
 const noRedis = await missing("redis");
 const noRedisServer = await missing("redis-server");
 
