@@ -43,6 +43,7 @@ export function proxyLane(
     const frep = reply as unknown as FastifyReply;
     st.request = freq;
     st.reply = frep;
+    st.route.live.n++;
     res.once("close", onResponseClose);
     const forward = () => {
       if (reply.sent) return;

@@ -45,6 +45,11 @@ export function onResponseClose(this: ServerResponse): void {
   const target = st.target?.url;
   const status = this.writableFinished ? this.statusCode : 499;
   st.ended = true;
+  // Counted where this listener was attached (app.ts attach, the lanes); a retired generation waits for 0.
+  if (st.request !== undefined) {
+    const live = st.route.live;
+    if (--live.n === 0) live.idle?.();
+  }
   // An answer cut short: the client left, so its upstream request (if still running) is cancelled.
   releaseTarget(st as RequestState, status === 499);
   // Metrics (with `admin`): numbers added to cells bound at load, nothing allocated.

@@ -166,6 +166,7 @@ function attach(request: FastifyRequest, reply: FastifyReply, done: () => void):
   const st = request.raw[kState]!;
   st.request = request;
   st.reply = reply;
+  st.route.live.n++;
   reply.raw.once("close", onResponseClose);
   done();
 }

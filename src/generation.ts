@@ -26,12 +26,22 @@ export interface CompiledRoute {
   /** The route's own upstream timeout (ms); the chosen service's applies when absent. */
   readonly timeout: number | undefined;
   readonly bodyLimit: number;
+  /** Its generation's count of requests being answered (shared by the generation's routes). */
+  readonly live: Live;
   /** The route's metric cells, bound by Metrics.bind before the generation serves; absent without `admin`. */
   metrics?: RouteMetrics;
 }
 
+/** Requests of one generation still being answered: a reload closes the old one once they are done. */
+export interface Live {
+  n: number;
+  /** Called when `n` drops to 0 (set while a retired generation waits). */
+  idle?: () => void;
+}
+
 export interface Generation {
   readonly config: Config;
+  readonly live: Live;
   /** Directory that relative file paths in the config (keys, certificates) are read from. */
   readonly baseDir: string;
   readonly services: ReadonlyMap<string, Service>;
@@ -51,12 +61,13 @@ export type Lane = (req: IncomingMessage, res: ServerResponse, st: RequestState)
 
 export function buildGeneration(config: Config, baseDir: string = process.cwd()): Generation {
   const services = buildServices(config.services);
-  const routes = config.routes.map((r, i) => compileRoute(r, i, services));
+  const live: Live = { n: 0 };
+  const routes = config.routes.map((r, i) => compileRoute(r, i, services, live));
   const matcher = compileMatcher(routes.map((route) => ({ spec: route.config.match ?? {}, value: route })));
-  return { config, baseDir, services, routes, matcher, lanes: new Map() };
+  return { config, baseDir, services, routes, matcher, lanes: new Map(), live };
 }
 
-function compileRoute(r: RouteConfig, index: number, services: Map<string, Service>): CompiledRoute {
+function compileRoute(r: RouteConfig, index: number, services: Map<string, Service>, live: Live): CompiledRoute {
   const list =
     r.service !== undefined
       ? [services.get(r.service)!]
@@ -74,6 +85,7 @@ function compileRoute(r: RouteConfig, index: number, services: Map<string, Servi
     hostRewrite: r.rewrite?.host,
     timeout: r.timeout !== undefined ? ms(r.timeout) : undefined,
     bodyLimit: bytes(r.bodyLimit),
+    live,
   };
 }
 

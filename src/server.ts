@@ -185,11 +185,12 @@ export class Gateway {
       throw err;
     }
     const old = this.app;
+    const previous = this.gen;
     this.app = next;
     this.gen = gen;
     this.config = config;
     this.count++;
-    this.retire(old);
+    this.retire(old, previous, grace);
     await this.stores.commit(gen);
   }
 
@@ -221,9 +222,19 @@ export class Gateway {
   }
 
   /** A replaced generation closes once its in-flight requests are done (undici's close waits for them). */
-  private retire(old: FastifyInstance): void {
-    const closing: Promise<void> = old
-      .close()
+  /**
+   * Close a replaced generation once the requests it was answering are done
+   * (a request in an async hook — a JWKS fetch, a Redis count — or a retry
+   * backoff still needs its undici Agent), or after `graceMs`.
+   */
+  private retire(old: FastifyInstance, gen: Generation, graceMs: number): void {
+    const drained = new Promise<void>((done) => {
+      if (gen.live.n <= 0) return done();
+      gen.live.idle = done;
+      setTimeout(done, graceMs).unref();
+    });
+    const closing: Promise<void> = drained
+      .then(() => old.close())
       .catch((err: Error) => this.opts.logger?.error({ err }, "closing the previous generation failed"))
       .finally(() => this.retiring.delete(closing));
     this.retiring.add(closing);
