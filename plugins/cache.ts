@@ -22,7 +22,7 @@
  * Client Cache-Control request directives are not obeyed (as NGINX and Varnish
  * by default): a client cannot force misses onto the upstream.
  */
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { pipeline, type Readable } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -42,12 +42,13 @@ import {
   toHeaders,
   type Windows,
 } from "../src/cache/entry.js";
+import { writeHit } from "../src/cache/hit.js";
 import { hostOf, primaryKey, variantKey, varyHash, varyValues } from "../src/cache/key.js";
 import { isRefresh, REFRESH_HEADER, REFRESH_TOKEN } from "../src/cache/refresh.js";
 import { bytes, ms } from "../src/config/duration.js";
 import { LaneReply, LaneRequest } from "../src/lane-exchange.js";
 import { laneable, type PolicyOptions } from "../src/policies.js";
-import { genReqId, kState } from "../src/request-state.js";
+import { genReqId, kState, type RequestState } from "../src/request-state.js";
 import { useStore } from "../src/store/index.js";
 
 export type CacheResult = "hit" | "miss" | "stale" | "bypass";
@@ -373,17 +374,23 @@ export const cachePolicy = fp(
     /**
      * The fast lane (server.ts): when the cache is the route's only policy and
      * lives in process memory, a fresh 200 for a plain GET — no Authorization,
-     * no conditional, no upgrade — is answered before Fastify, with the same
-     * headers as serve() (X-Cache, X-Request-Id, Age; Content-Length and the
-     * octet-stream default as Fastify sets them). Everything else, HEAD and
-     * 304s included, is declined and goes through cacheLookup as always.
-     * trustProxy changes what a request's scheme is, so it keeps the lane off.
+     * no conditional, no upgrade — is answered before Fastify, as serve()
+     * answers it (writeHit). Everything else, HEAD and 304s included, is
+     * declined and goes through cacheLookup as always. trustProxy changes what
+     * a request's scheme is, so it keeps the lane off.
      */
     if (laneable(route, generation.config, ["cache"]) && methods.has("GET") && store.kind === "memory") {
       // The access line and lease release as on the Fastify path, when lines are written at all.
       const logging = logsInfo(scope.log);
       const server = { syAgent: scope.syAgent, log: scope.log };
-      generation.lanes.set(route.id, function cacheHitLane(req, res, st) {
+
+      // Without `vary`, a GET's key depends only on its target (path and query), Host and scheme:
+      // a hot target's key is looked up here instead of built, and being the same string each
+      // time, the store's map finds it by the hash it already has. Bounded as key.ts's digests.
+      const byTarget = new Map<string, { host: string | undefined; https: boolean; key: string }>();
+
+      /** The key of a request a lane may answer; undefined for those only Fastify answers. */
+      const laneKey = (req: IncomingMessage, st: RequestState): string | undefined => {
         const h = req.headers;
         if (
           req.method !== "GET" ||
@@ -392,38 +399,51 @@ export const cachePolicy = fp(
           h[REFRESH_HEADER] !== undefined ||
           isConditional(h)
         )
-          return false;
+          return undefined;
+        const https = (req.socket as TLSSocket).encrypted === true;
+        const host = h.host ?? (h[":authority"] as string | undefined);
+        const target = req.url ?? "/";
+        const known = vary.length === 0 ? byTarget.get(target) : undefined;
+        if (known !== undefined && known.host === host && known.https === https) return known.key;
         const key = primaryKey({
           method: "GET",
-          scheme: (req.socket as TLSSocket).encrypted ? "https" : "http",
+          scheme: https ? "https" : "http",
           host: hostOf(h),
           path: st.path,
           query: st.query,
           vary: varyValues(vary, h, undefined),
         });
-        const entry = peek(key, h);
-        if (entry === undefined || entry.status !== 200 || freshness(entry, w) !== "fresh") return false;
+        if (vary.length === 0 && target.length <= 256) {
+          if (byTarget.size >= 10_000) byTarget.clear();
+          byTarget.set(target, { host, https, key });
+        }
+        return key;
+      };
+
+      /** What a lane answers: fresh 200s (serve() has the rest: other statuses, stale, 304). */
+      const answers = (entry: Entry | undefined, now: number): entry is Entry =>
+        entry !== undefined && entry.status === 200 && freshness(entry, w, now) === "fresh";
+
+      /** Access line and metrics from the response's close, as app.ts's attach() sets them up. */
+      const attachLane = (req: IncomingMessage, res: ServerResponse, st: RequestState, reqId: string) => {
+        const request = new LaneRequest(req, reqId, server);
+        st.request = request as unknown as FastifyRequest;
+        st.reply = new LaneReply(res, request) as unknown as FastifyReply;
+        res.once("close", onResponseClose);
+      };
+
+      generation.lanes.set(route.id, function cacheHitLane(req, res, st) {
+        const key = laneKey(req, st);
+        if (key === undefined) return false;
+        const now = Date.now();
+        const entry = peek(key, req.headers);
+        if (!answers(entry, now)) return false;
         const reqId = genReqId(req);
         st.cache = "hit";
         // Without an access line there is no close listener: the hit is counted here (it is answered now).
         if (!logging) route.metrics?.observe(st, 200, 0);
-        else {
-          const request = new LaneRequest(req, reqId, server);
-          st.request = request as unknown as FastifyRequest;
-          st.reply = new LaneReply(res, request) as unknown as FastifyReply;
-          res.once("close", onResponseClose);
-        }
-        const out: OutgoingHttpHeaders = {
-          ...entry.headers,
-          "x-cache": "HIT",
-          "x-request-id": reqId,
-          age: String(Math.floor(ageOf(entry))),
-        };
-        out["content-length"] ??= String(entry.body.length);
-        out["content-type"] ??= "application/octet-stream";
-        st.contentLength = out["content-length"] as string; // writeHead's headers are not getHeader()'s
-        res.writeHead(200, out);
-        res.end(entry.body);
+        else attachLane(req, res, st, reqId);
+        st.contentLength = writeHit(res, entry, reqId, now);
         return true;
       });
     }
