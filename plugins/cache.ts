@@ -57,6 +57,8 @@ declare module "../src/request-state.js" {
   interface RequestState {
     /** The cache's answer for this request (access log `cache`, metric cache_requests_total). */
     cache?: CacheResult;
+    /** What the Redis lane read before handing the request to Fastify: cacheLookup takes it instead of reading again. */
+    cacheRead?: { key: string; entry: Entry | undefined };
   }
 }
 
@@ -140,15 +142,18 @@ export const cachePolicy = fp(
         : [],
     );
     const flights = new Map<string, Flight>();
+    // Redis hands back new buffers on every read: decode() then recognises an entry by its key and bytes.
+    const shared = store.kind !== "memory";
     const refreshing = new Set<string>();
 
     /** The stored entry for this request: the primary key, or the variant its Vary marker names. */
     async function read(key: string, raw: IncomingMessage): Promise<Entry | undefined> {
       const buf = await store.get(key);
-      const v = buf && decode(buf);
+      const v = buf && decode(buf, shared ? key : undefined);
       if (v === undefined || !("marker" in v)) return v;
-      const vbuf = await store.get(variantKey(key, varyHash(v.vary, raw.headers)));
-      const e = vbuf && decode(vbuf);
+      const vkey = variantKey(key, varyHash(v.vary, raw.headers));
+      const vbuf = await store.get(vkey);
+      const e = vbuf && decode(vbuf, shared ? vkey : undefined);
       return e && !("marker" in e) ? e : undefined;
     }
 
@@ -226,7 +231,10 @@ export const cachePolicy = fp(
         raw[kCache] = { key, phase: "refresh", before: reply.getHeaders() };
         return;
       }
-      const entry = await read(key, raw);
+      // Read already by the Redis lane (server.ts), which then handed the request on: not asked twice.
+      const pre = st.cacheRead;
+      st.cacheRead = undefined;
+      const entry = pre !== undefined && pre.key === key ? pre.entry : await read(key, raw);
       const ctx: CacheContext = { key, phase: "miss", before: reply.getHeaders() };
       raw[kCache] = ctx;
       if (entry !== undefined) {
@@ -251,6 +259,9 @@ export const cachePolicy = fp(
       if (!cfg.coalesce || raw.headers.range !== undefined) return;
       const leader = flights.get(key);
       if (leader === undefined) {
+        // A client that left while the lookup waited (a Redis read) is past its 'close': it leads
+        // nothing, or the misses that wait on it would wait for an answer that never comes.
+        if (reply.raw.destroyed) return;
         ctx.flight = flight();
         flights.set(key, ctx.flight);
         // However this request ends (even aborted before any answer), its waiters are released.
@@ -372,14 +383,23 @@ export const cachePolicy = fp(
     }
 
     /**
-     * The fast lane (server.ts): when the cache is the route's only policy and
-     * lives in process memory, a fresh 200 for a plain GET — no Authorization,
-     * no conditional, no upgrade — is answered before Fastify, as serve()
-     * answers it (writeHit). Everything else, HEAD and 304s included, is
-     * declined and goes through cacheLookup as always. trustProxy changes what
-     * a request's scheme is, so it keeps the lane off.
+     * The fast lanes (server.ts), when the cache is the route's only policy:
+     * a fresh 200 for a plain GET — no Authorization, no conditional, no
+     * upgrade — is answered before Fastify, as serve() answers it (writeHit).
+     * Everything else, HEAD and 304s included, goes through cacheLookup as
+     * always. trustProxy changes what a request's scheme is, so it keeps the
+     * lanes off.
+     *
+     * - Memory store: the entry is read without waiting, and the lane takes
+     *   the request only when it answers it.
+     * - Redis store: the lane must wait for Redis to know. It takes the
+     *   request, reads (the same read() as cacheLookup), and either answers
+     *   or hands the untouched request to Fastify through `resume` (server.ts),
+     *   with what it read on the request state so that cacheLookup does not
+     *   ask Redis again. A failed read is handed on without it: cacheLookup
+     *   reads again and applies store.onError as always.
      */
-    if (laneable(route, generation.config, ["cache"]) && methods.has("GET") && store.kind === "memory") {
+    if (laneable(route, generation.config, ["cache"]) && methods.has("GET")) {
       // The access line and lease release as on the Fastify path, when lines are written at all.
       const logging = logsInfo(scope.log);
       const server = { syAgent: scope.syAgent, log: scope.log };
@@ -432,20 +452,60 @@ export const cachePolicy = fp(
         res.once("close", onResponseClose);
       };
 
-      generation.lanes.set(route.id, function cacheHitLane(req, res, st) {
-        const key = laneKey(req, st);
-        if (key === undefined) return false;
-        const now = Date.now();
-        const entry = peek(key, req.headers);
-        if (!answers(entry, now)) return false;
-        const reqId = genReqId(req);
-        st.cache = "hit";
-        // Without an access line there is no close listener: the hit is counted here (it is answered now).
-        if (!logging) route.metrics?.observe(st, 200, 0);
-        else attachLane(req, res, st, reqId);
-        st.contentLength = writeHit(res, entry, reqId, now);
-        return true;
-      });
+      if (store.kind === "memory")
+        generation.lanes.set(route.id, function cacheHitLane(req, res, st) {
+          const key = laneKey(req, st);
+          if (key === undefined) return false;
+          const now = Date.now();
+          const entry = peek(key, req.headers);
+          if (!answers(entry, now)) return false;
+          const reqId = genReqId(req);
+          st.cache = "hit";
+          // Without an access line there is no close listener: the hit is counted here (it is answered now).
+          if (!logging) route.metrics?.observe(st, 200, 0);
+          else attachLane(req, res, st, reqId);
+          st.contentLength = writeHit(res, entry, reqId, now);
+          return true;
+        });
+      else
+        generation.lanes.set(route.id, function cacheRedisLane(req, res, st, resume) {
+          // A caller that cannot take a request back gets a plain decline.
+          if (resume === undefined) return false;
+          const key = laneKey(req, st);
+          if (key === undefined) return false;
+          // Counted from the start (as attach() does in onRequest): a client that leaves during the read is one 499.
+          const counted = logging || route.metrics !== undefined;
+          const reqId = counted ? genReqId(req) : undefined;
+          if (counted) attachLane(req, res, st, reqId!);
+          const handOff = (entry?: { key: string; entry: Entry | undefined }) => {
+            // The client left during the read: counted by then (when anything counts), nothing to answer.
+            if (res.destroyed) return;
+            if (counted) {
+              res.removeListener("close", onResponseClose);
+              st.request = undefined;
+              st.reply = undefined;
+            }
+            st.cacheRead = entry;
+            resume(req, res);
+          };
+          read(key, req)
+            .then(
+              (entry) => {
+                const now = Date.now();
+                if (!answers(entry, now)) return handOff({ key, entry });
+                if (res.destroyed) return;
+                st.cache = "hit";
+                st.contentLength = writeHit(res, entry, reqId ?? genReqId(req), now);
+              },
+              () => handOff(),
+            )
+            .catch((err: unknown) => {
+              // Fastify would have caught this and answered 500: so does the lane, never the process.
+              const request = new LaneRequest(req, reqId ?? genReqId(req), server);
+              new LaneReply(res, request).send(err);
+            });
+          return true;
+        });
     }
 
     /** read() without waiting: the memory store only (the lane is registered for no other). */

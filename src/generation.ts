@@ -56,8 +56,17 @@ export interface Generation {
   unroutedMetrics?: RouteMetrics;
 }
 
-/** Answers the request and returns true, or returns false and leaves it untouched for Fastify. */
-export type Lane = (req: IncomingMessage, res: ServerResponse, st: RequestState) => boolean;
+/**
+ * Answers the request and returns true, or returns false and leaves it untouched for Fastify.
+ * A lane that must wait to know (the Redis cache lane) may also take it (true) and later give
+ * it, untouched, to `resume` (server.ts: Fastify); without a `resume` it must decide at once.
+ */
+export type Lane = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  st: RequestState,
+  resume?: (req: IncomingMessage, res: ServerResponse) => void,
+) => boolean;
 
 export function buildGeneration(config: Config, baseDir: string = process.cwd()): Generation {
   const services = buildServices(config.services);

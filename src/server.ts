@@ -297,7 +297,23 @@ export class Gateway {
   /** Requests: a route's fast lane when it has one that takes this one, else Fastify. */
   private readonly handler = (req: IncomingMessage, res: ServerResponse): void => {
     const gen = this.gen;
-    if (gen.lanes.size === 0 || !laneServed(gen, req, res)) this.app.routing(req, res);
+    if (gen.lanes.size === 0 || !laneServed(gen, req, res, this.resume)) this.app.routing(req, res);
+  };
+
+  /**
+   * Where a lane that took a request to look something up (the Redis cache
+   * lane) gives it back when it cannot answer after all: Fastify, reading the
+   * match already made. Should a reload have replaced the request's generation
+   * meanwhile (its Fastify, closing, would answer 503), the request starts
+   * over on the current one.
+   */
+  private readonly resume = (req: IncomingMessage, res: ServerResponse): void => {
+    const st = req[kState];
+    if (st === undefined || this.gen.routes.includes(st.route)) this.app.routing(req, res);
+    else {
+      req[kState] = undefined;
+      this.handler(req, res);
+    }
   };
 
   // A serverTiming listener's requests are timed, and never take a lane (their phases are Fastify hooks).
@@ -356,17 +372,24 @@ export class Gateway {
 
 /**
  * The fast lanes (issue 6): a route that can answer a request by itself — a
- * fresh cache hit in process memory (plugins/cache.ts), a body-less request
+ * fresh cache hit (plugins/cache.ts), a body-less request
  * on a route without policies (plugins/proxy-lane.ts) — does so here, without
  * Fastify's request, reply, child logger and hooks.
  * Anything else (and any request the lane declines) goes to Fastify, which
- * reads the match made here instead of matching again.
+ * reads the match made here instead of matching again. A lane that has to
+ * wait to know (a cache hit in Redis) takes the request and, if it cannot
+ * answer, hands it to `resume` untouched.
  */
-function laneServed(gen: Generation, req: IncomingMessage, res: ServerResponse): boolean {
+function laneServed(
+  gen: Generation,
+  req: IncomingMessage,
+  res: ServerResponse,
+  resume: (req: IncomingMessage, res: ServerResponse) => void,
+): boolean {
   const st = matchIncoming(gen.matcher, req);
   if (!st) return false;
   const lane = gen.lanes.get(st.route.id);
-  return lane?.(req, res, st) ?? false;
+  return lane?.(req, res, st, resume) ?? false;
 }
 
 /** A TLS listener's certificates as read from its files; `digest` tells a reload whether they changed. */
