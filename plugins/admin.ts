@@ -48,11 +48,20 @@ function sha256(s: string): Buffer {
 
 /** Bearer token check in constant time (equal-length digests, so the length leaks nothing either). */
 export function tokenMatches(header: string | undefined, token: string): boolean {
-  const given = header?.startsWith("Bearer ") ? header.slice(7).trim() : "";
+  // The scheme is case-insensitive (RFC 9110 §11.1).
+  const given = header !== undefined && /^bearer /i.test(header) ? header.slice(7).trim() : "";
   return timingSafeEqual(sha256(given), sha256(token)) && given !== "";
 }
 
 const OPEN = new Set(["/healthz", "/readyz", "/"]);
+
+function sameOrigin(origin: string, host: string | undefined): boolean {
+  try {
+    return host !== undefined && new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}
 
 function sendError(reply: FastifyReply, code: ErrorCode, id: string, message?: string): FastifyReply {
   const { status, headers, body } = errorResponse(code, id, message);
@@ -78,6 +87,11 @@ export async function startAdmin(ops: AdminOps, logger?: Logger): Promise<AdminS
   const page = dashboardPage();
 
   app.addHook("onRequest", async function adminToken(request: FastifyRequest, reply: FastifyReply) {
+    // A page in the operator's browser must not drive the admin API (a body-less POST is a
+    // "simple" cross-origin request): a POST whose Origin is not this listener's is refused.
+    const origin = request.headers.origin;
+    if (request.method === "POST" && origin !== undefined && !sameOrigin(origin, request.headers.host))
+      return sendError(reply, "SY_UNAUTHORIZED", request.id, "cross-origin admin requests are refused");
     const token = ops.config().admin?.token;
     if (!token || OPEN.has(request.routeOptions.url ?? "")) return;
     if (!tokenMatches(request.headers.authorization, token))

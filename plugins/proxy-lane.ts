@@ -18,6 +18,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { onResponseClose } from "../src/access-log.js";
+import { errors } from "../src/errors.js";
 import type { Lane } from "../src/generation.js";
 import { LaneReply, LaneRequest, type LaneServer } from "../src/lane-exchange.js";
 import { type LanePlan, type RequestHook, runHooks } from "../src/lane-plan.js";
@@ -66,7 +67,8 @@ export function proxyLane(
       return true;
     }
     if (pending === undefined) forward();
-    else pending.then(forward, (err: unknown) => reply.send(err));
+    // A hook rejecting with nothing is still a failure (Fastify answers 500 for it too).
+    else pending.then(forward, (err: unknown) => reply.send(err ?? new errors.SY_INTERNAL()));
     return true;
   };
 }

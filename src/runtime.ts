@@ -98,14 +98,18 @@ export class Runtime implements AdminOps {
     const want = this.opts.worker ? undefined : config.admin;
     const have = this.adminServer;
     // The token is read per request; only a new host or port needs a new listener.
-    if (have && (want?.host !== this.adminAt?.host || want?.port !== this.adminAt?.port)) {
-      this.adminServer = undefined;
-      await have.close();
-    }
-    if (want && !this.adminServer) {
+    const moved =
+      have !== undefined && (want?.host !== this.adminAt?.host || want?.port !== this.adminAt?.port);
+    if (want && (moved || !have)) {
+      // The new one first: if it cannot bind, the old one keeps serving.
       this.adminServer = await startAdmin(this, this.opts.logger);
       this.adminAt = { host: want.host, port: want.port };
+    } else if (moved) {
+      this.adminServer = undefined;
+      this.adminAt = undefined;
     }
+    // In the background: the old listener may be carrying this very POST /admin/reload.
+    if (moved) void have.close().catch(() => {});
     const watch = !this.opts.worker && config.watch;
     if (watch && !this.watcher) {
       this.watcher = watchConfig(this.opts.file, () => void this.reload());
@@ -124,17 +128,26 @@ export class Runtime implements AdminOps {
   reload(): Promise<ReloadResult> {
     const run = async (): Promise<ReloadResult> => {
       const log = this.opts.logger;
+      let config: Config;
       try {
-        const config = loadConfigFile(this.opts.file);
+        config = loadConfigFile(this.opts.file);
         await this.gw.reload(config);
-        this.metricsRegistry?.retain(this.gw.generation);
-        await this.follow(config);
-        this.count("success");
-        log.info(`reloaded ${this.opts.file} (generation ${this.gw.generationNumber})`);
       } catch (err) {
         const message = (err as Error).message;
         this.count("failure", message);
         log.error(`reload refused, the running config stays: ${message}`);
+        return this.lastReload!;
+      }
+      // From here the new config serves: the reload succeeded whatever follows.
+      this.metricsRegistry?.retain(this.gw.generation);
+      this.count("success");
+      log.info(`reloaded ${this.opts.file} (generation ${this.gw.generationNumber})`);
+      try {
+        await this.follow(config);
+      } catch (err) {
+        log.error(
+          `reloaded, but the admin listener could not follow the new config: ${(err as Error).message}`,
+        );
       }
       return this.lastReload!;
     };

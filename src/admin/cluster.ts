@@ -123,8 +123,10 @@ export class ClusterOps implements AdminOps {
             w.off("message", onMessage);
             done(v);
           };
+          if (!w.isConnected()) return finish(undefined);
           w.on("message", onMessage);
-          w.send({ sy: "admin", id, op, args } satisfies Call);
+          // A worker that disconnects meanwhile: the send fails here, not as an unhandled 'error'.
+          w.send({ sy: "admin", id, op, args } satisfies Call, undefined, (err) => err && finish(undefined));
         }),
     );
     return (await Promise.all(asks)).filter((v): v is Awaited<T> => v !== undefined) as T[];

@@ -181,7 +181,9 @@ export function statsFromMetrics(config: Config, metrics: Metric[]): Pick<Stats,
 const MASK = "***";
 /** Keys whose values are secrets wherever they appear: JWT secrets, the admin token, TLS private keys. */
 const SECRET_KEYS = new Set(["secret", "token", "key", "password"]);
-/** Header values a transform may set from the environment that are credentials. */
+/** Maps of name → value (a transform's `set`, match headers, cookies, query, respond headers). */
+const NAMED_VALUES = new Set(["set", "headers", "cookies", "query"]);
+/** Names whose values are credentials, in those maps. */
 const SECRET_HEADER = /authorization|cookie|api[-_]?key|token|secret|password/i;
 
 /** The loaded config with every secret replaced by "***" (and passwords inside URLs). */
@@ -194,7 +196,8 @@ export function maskConfig(config: Config): unknown {
       return out;
     }
     if (typeof v !== "string") return v;
-    if (SECRET_KEYS.has(key) || (parent === "set" && SECRET_HEADER.test(key))) return v === "" ? v : MASK;
+    if (SECRET_KEYS.has(key) || (NAMED_VALUES.has(parent) && SECRET_HEADER.test(key)))
+      return v === "" ? v : MASK;
     return maskUrl(v);
   };
   return walk(config, "", "");

@@ -191,3 +191,44 @@ routes: [{ name: r, service: s, rateLimit: { max: 100, window: 1m } }]
   await redis.start();
   await waitFor(200);
 });
+
+test("admin POSTs from another origin are refused; the scheme of the token is case-insensitive", async (t) => {
+  const b = await backend("o");
+  t.after(() => b.close());
+  const g = await runtime(`services: { s: { targets: [${b.url}] } }\nroutes: [{ name: r, service: s }]\n`);
+  t.after(() => g.close());
+  const drain = (headers: Record<string, string>) =>
+    request(g.admin, { method: "POST", path: "/admin/upstreams/s/0/undrain", headers });
+  const refused = await drain({ origin: "https://evil.example" });
+  assert.equal(refused.status, 401);
+  assert.equal(refused.json().code, "SY_UNAUTHORIZED");
+  assert.equal((await drain({ origin: g.admin })).status, 200, "the dashboard's own origin");
+  assert.equal((await drain({})).status, 200, "curl sends no Origin");
+  assert.equal(tokenMatches("bearer abc", "abc"), true);
+});
+
+test("maskConfig also masks credentials in match headers, cookies and query", () => {
+  const c = parseConfig(`version: 1
+listen: [{ port: 8080 }]
+services: { s: { targets: ["http://127.0.0.1:1"] } }
+routes:
+  - { name: r, service: s, match: { headers: { x-api-key: k-123 }, cookies: { session-token: c-456 }, query: { token: q-789 } } }
+`);
+  assert.doesNotMatch(JSON.stringify(maskConfig(c)), /k-123|c-456|q-789/);
+});
+
+test("a reload that moves the admin listener answers on the old one, then serves on the new one", async (t) => {
+  const b = await backend("m");
+  t.after(() => b.close());
+  const routes = `services: { s: { targets: [${b.url}] } }\nroutes: [{ name: r, service: s }]\n`;
+  const g = await runtime(routes);
+  t.after(() => g.close());
+  const { deadPort } = await import("../helpers/index.js");
+  const port = await deadPort();
+  g.write(`admin: { port: ${port}, host: 127.0.0.1 }\n${routes}`);
+  const r = await g.ask("/admin/reload", { method: "POST" });
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.json().result, "success");
+  assert.equal(g.rt.adminAddress?.port, port);
+  assert.equal((await request(`http://127.0.0.1:${port}`, { path: "/healthz" })).status, 200);
+});
