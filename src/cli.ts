@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import pino, { type Logger } from "pino";
 import { type AdminServer, startAdmin } from "../plugins/admin.js";
 import { ClusterOps, serveWorker } from "./admin/cluster.js";
-import { ConfigError, loadConfigFile } from "./config/load.js";
+import { ConfigError, loadConfigFile, parseConfigFile, readConfigFile } from "./config/load.js";
 import { loadPlugins } from "./config/plugins.js";
 import type { Config } from "./config/schema.js";
 import { editorSchema } from "./config/schema.js";
@@ -43,16 +43,23 @@ function load(file: string): Config {
   }
 }
 
-/** load(), then the routes' own plugins imported and checked (issue 13): still before anything listens. */
-async function loadAll(file: string): Promise<Config> {
-  const config = load(file);
+/** Where a --workers worker finds the config text the primary validated. */
+const CONFIG_TEXT = "SWITCHYARD_CONFIG_TEXT";
+
+/**
+ * The file (or `text` as if it were the file), then the routes' own plugins
+ * imported and checked (issue 13): still before anything listens.
+ */
+async function loadAll(file: string, text?: string): Promise<{ config: Config; text: string }> {
   try {
+    const t = text ?? readConfigFile(file);
+    const config = parseConfigFile(file, t);
     await loadPlugins(config);
+    return { config, text: t };
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
   }
-  return config;
 }
 
 function summary(c: Config): string {
@@ -67,8 +74,8 @@ function summary(c: Config): string {
 }
 
 async function run(file: string, logLevel: string, workers: number): Promise<void> {
-  const config = await loadAll(file);
-  if (workers > 1 && cluster.isPrimary) return primary(file, config, workers, logLevel);
+  const { config, text } = await loadAll(file, cluster.isWorker ? process.env[CONFIG_TEXT] : undefined);
+  if (workers > 1 && cluster.isPrimary) return primary(file, config, text, workers, logLevel);
   const log = pino({ level: logLevel, base: { pid: process.pid } }, pino.destination({ sync: false }));
   log.info(`switchyard ${VERSION} loaded ${file}: ${summary(config)}`);
   let rt: Runtime;
@@ -104,10 +111,16 @@ async function run(file: string, logLevel: string, workers: number): Promise<voi
  * (node:cluster). The primary serves the admin listener for the whole tree,
  * follows `watch:` and runs reloads (admin/cluster.ts).
  */
-async function primary(file: string, config: Config, workers: number, logLevel: string): Promise<void> {
+async function primary(
+  file: string,
+  config: Config,
+  text: string,
+  workers: number,
+  logLevel: string,
+): Promise<void> {
   const log = pino({ level: logLevel, base: { pid: process.pid } });
   log.info(`switchyard ${VERSION}: starting ${workers} workers for ${file}`);
-  const ops = new ClusterOps(file, config, workers, log);
+  const ops = new ClusterOps(file, config, text, workers, log);
   let admin: AdminServer | undefined;
   try {
     if (config.admin) admin = await startAdmin(ops, log);
@@ -116,7 +129,10 @@ async function primary(file: string, config: Config, workers: number, logLevel: 
   }
   const watcher = config.watch ? watchConfig(file, () => void ops.reload()) : undefined;
   let stopping = false;
-  for (let i = 0; i < workers; i++) cluster.fork();
+  // Workers start from the text validated here, as a replacement worker later starts from the
+  // running config's (never from a file that may have turned invalid since).
+  const fork = () => cluster.fork({ [CONFIG_TEXT]: ops.text });
+  for (let i = 0; i < workers; i++) fork();
   cluster.on("exit", (w, code) => {
     if (stopping) return;
     if (code === 1 && w.exitedAfterDisconnect === false) {
@@ -124,7 +140,7 @@ async function primary(file: string, config: Config, workers: number, logLevel: 
       process.exit(1);
     }
     log.warn(`worker ${w.process.pid} exited (${code}); starting another`);
-    cluster.fork();
+    fork();
   });
   const stop = (sig: NodeJS.Signals) => () => {
     if (stopping) return;
@@ -171,7 +187,7 @@ async function main(argv: string[]): Promise<void> {
   }
   if (command !== undefined) fail(`unknown command '${command}'\n${USAGE}`);
   if (values.check) {
-    const config = await loadAll(file);
+    const { config } = await loadAll(file);
     for (const w of shadowWarnings(config)) process.stderr.write(`${file}: warning: ${w}\n`);
     process.stdout.write(`${file}: OK (${summary(config)})\n`);
     return;

@@ -15,7 +15,7 @@ import { type AdminServer, startAdmin } from "../plugins/admin.js";
 import type { AdminOps, DrainResult, Readiness } from "./admin/ops.js";
 import { type ReloadResult, type Stats, statsFromMetrics, upstreams } from "./admin/snapshot.js";
 import { type PurgeRequest, type PurgeResult, purgeCache } from "./cache/purge.js";
-import { loadConfigFile } from "./config/load.js";
+import { loadConfigFile, parseConfigFile } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import type { Generation } from "./generation.js";
 import { Metrics } from "./metrics/registry.js";
@@ -121,16 +121,17 @@ export class Runtime implements AdminOps {
   }
 
   /**
-   * Reload from the file: validated first (an invalid file leaves everything
+   * Reload from the file (or, in a --workers worker, from the text the
+   * primary validated): validated first (an invalid file leaves everything
    * as it runs), then swapped in. One at a time: a reload asked for while one
    * runs waits for it, then reads the file again.
    */
-  reload(): Promise<ReloadResult> {
+  reload(text?: string): Promise<ReloadResult> {
     const run = async (): Promise<ReloadResult> => {
       const log = this.opts.logger;
       let config: Config;
       try {
-        config = loadConfigFile(this.opts.file);
+        config = text === undefined ? loadConfigFile(this.opts.file) : parseConfigFile(this.opts.file, text);
         await this.gw.reload(config);
       } catch (err) {
         const message = (err as Error).message;

@@ -15,7 +15,7 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import client, { AggregatorRegistry } from "prom-client";
 import type { PurgeRequest, PurgeResult } from "../cache/purge.js";
-import { loadConfigFile } from "../config/load.js";
+import { parseConfigFile, readConfigFile } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import type { Runtime } from "../runtime.js";
 import type { AdminOps, DrainResult, Readiness } from "./ops.js";
@@ -53,7 +53,7 @@ export function serveWorker(rt: Runtime): void {
     upstreams: () => rt.upstreams(),
     purge: (req: PurgeRequest) => rt.purge(req),
     drain: (service: string, target: string, draining: boolean) => rt.drain(service, target, draining),
-    reload: () => rt.reload(),
+    reload: (text: string) => rt.reload(text),
   };
   process.on("message", (msg: Call) => {
     if (msg?.sy !== "admin") return;
@@ -68,6 +68,8 @@ export function serveWorker(rt: Runtime): void {
 
 export class ClusterOps implements AdminOps {
   private current: Config;
+  /** The text of the running config: what a new or replacement worker starts from. */
+  text: string;
   private generation = 1;
   private lastReload: ReloadResult | null = null;
   private readonly startedAt = Date.now();
@@ -80,10 +82,12 @@ export class ClusterOps implements AdminOps {
   constructor(
     private readonly file: string,
     config: Config,
+    text: string,
     private readonly workers: number,
     private readonly log: Logger,
   ) {
     this.current = config;
+    this.text = text;
     client.collectDefaultMetrics({ register: this.own });
     this.reloads = new client.Counter({
       name: "switchyard_config_reloads_total",
@@ -186,19 +190,23 @@ export class ClusterOps implements AdminOps {
     const run = async (): Promise<ReloadResult> => {
       let error: string | undefined;
       let next: Config | undefined;
+      let text: string | undefined;
       try {
-        next = loadConfigFile(this.file);
+        text = readConfigFile(this.file);
+        next = parseConfigFile(this.file, text);
       } catch (err) {
         error = (err as Error).message;
       }
       if (next !== undefined) {
-        const results = await this.call<ReloadResult>("reload");
+        // Every worker gets the text validated here: a file edited meanwhile cannot split the fleet.
+        const results = await this.call<ReloadResult>("reload", text);
         const failed = results.filter((r) => r.result === "failure");
         if (results.length < this.workers)
           error = `${results.length} of ${this.workers} workers answered the reload`;
         else if (failed.length > 0) error = failed[0].error ?? "a worker refused the reload";
         else {
           this.current = next;
+          this.text = text!;
           this.generation++;
         }
       }

@@ -64,16 +64,33 @@ export interface LoadOptions {
 }
 
 export function loadConfigFile(file: string, opts: LoadOptions = {}): Config {
-  const shown = opts.displayName ?? file;
-  let text: string;
+  return parseConfigFile(file, readConfigFile(file, opts), opts);
+}
+
+/** The file's text; a ConfigError when it cannot be read. */
+export function readConfigFile(file: string, opts: LoadOptions = {}): string {
   try {
-    text = readFileSync(file, "utf8");
+    return readFileSync(file, "utf8");
   } catch (err) {
     const reason =
       (err as NodeJS.ErrnoException).code === "ENOENT" ? "file not found" : (err as Error).message;
-    throw new ConfigError(shown, [{ line: 0, col: 0, path: "", message: `cannot read ${file}: ${reason}` }]);
+    throw new ConfigError(opts.displayName ?? file, [
+      { line: 0, col: 0, path: "", message: `cannot read ${file}: ${reason}` },
+    ]);
   }
-  return parseConfig(text, { ...opts, displayName: shown, baseDir: dirname(resolve(file)) });
+}
+
+/**
+ * `text` as if read from `file` (its name in errors, its directory for
+ * relative paths): --workers hands every worker the text the primary
+ * validated, so no worker reads a file that changed in between.
+ */
+export function parseConfigFile(file: string, text: string, opts: LoadOptions = {}): Config {
+  return parseConfig(text, {
+    ...opts,
+    displayName: opts.displayName ?? file,
+    baseDir: dirname(resolve(file)),
+  });
 }
 
 export function parseConfig(text: string, opts: LoadOptions & { baseDir?: string } = {}): Config {

@@ -160,3 +160,42 @@ routes: [{ name: s, service: s }]
 test("--workers 1: SIGHUP and /admin/reload under steady load lose no request", () => reloadsUnderLoad(1));
 test("--workers 2: the primary reloads every worker; /metrics sums them; no request lost", () =>
   reloadsUnderLoad(2));
+
+test("--workers 2: after a refused reload, a worker that dies is replaced from the running config, not the broken file", async () => {
+  const b = await backend("w");
+  const dir = mkdtempSync(join(tmpdir(), "sy-reload-cli-"));
+  const file = join(dir, "routes.yaml");
+  const good = `version: 1
+shutdownTimeout: 1s
+admin: { port: 0, host: 127.0.0.1 }
+listen: [{ port: 0, host: 127.0.0.1 }]
+services: { s: { targets: [${b.url}] } }
+routes: [{ name: s, service: s }]
+`;
+  writeFileSync(file, good);
+  const cli = await startCli(file, 2);
+  const kill = setTimeout(() => cli.child.kill("SIGKILL"), 60_000);
+  const admin = `http://127.0.0.1:${cli.adminPort}`;
+  try {
+    const ready = async () => {
+      for (let i = 0; (await request(admin, { path: "/readyz" })).status !== 200; i++) {
+        assert.ok(i < 300, "never ready");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    await ready();
+    writeFileSync(file, `${good}routes: [{ name: s, service: nope }]\n`);
+    const refused = await request(admin, { method: "POST", path: "/admin/reload" });
+    assert.equal(refused.status, 422);
+    const worker = /"pid":(\d+)/.exec(await cli.line(/L7 listening/))![1];
+    process.kill(Number(worker), "SIGKILL");
+    await cli.line(/exited .*starting another/);
+    await ready();
+    assert.equal(cli.child.exitCode, null, "the primary is still running");
+    assert.equal((await request(`http://127.0.0.1:${cli.dataPort}`, { path: "/x" })).json().name, "w");
+  } finally {
+    clearTimeout(kill);
+    cli.child.kill("SIGKILL");
+    await b.close();
+  }
+});
