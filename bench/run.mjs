@@ -476,6 +476,40 @@ const SCENARIOS = [
     ],
   },
   {
+    id: "l7-cache-redis",
+    title: "L7 cache hit on the Redis store",
+    kind: "http",
+    backends: 1,
+    refs: ["direct", "fastify-http-proxy", "undici-proxy"],
+    floor: "undici-proxy",
+    note: "switchyard-cache-redis: route.cache ttl 60s, store redis at 127.0.0.1:6379 (the machine's own Redis, not pinned; a key prefix of this run's own), every request after the first a hit read from Redis; the Node peers do not cache.",
+    peers: () => [
+      peer.direct(),
+      peer.switchyard(
+        "switchyard-cache-redis",
+        "switchyard cache (redis)",
+        (ctx) =>
+          l7Config(
+            ctx.targets,
+            { cache: { ttl: "60s" } },
+            {},
+            {
+              store: {
+                type: "redis",
+                url: `redis://127.0.0.1:${REDIS_PORT}`,
+                prefix: `sy-bench-cache-${process.pid}-${Date.now()}:`,
+                // Without Redis the check's GET is a 503 and the peer is skipped, not measured on the local fallback.
+                onError: "deny",
+              },
+            },
+          ),
+        { expectHit: true },
+      ),
+      peer.fastify(),
+      peer.undici(),
+    ],
+  },
+  {
     id: "l7-lc3",
     title: "L7 with 3 targets, least-connections",
     kind: "http",

@@ -163,11 +163,18 @@ export function checkTargets(scenarios) {
     get("l7-ratelimit-redis", "switchyard"),
     0.7,
   );
+  // Issue 11: a hit is the backend's own work (a bare node:http answer) plus matching, a key and a lookup.
   ratio(
-    "Cache hit: ≥ 1.0× the req/s of the backend direct",
+    "Cache hit (memory store): ≥ 0.85× the req/s of the backend direct",
     get("l7-cache", "switchyard-cache"),
     get("l7-cache", "direct"),
-    1.0,
+    0.85,
+  );
+  ratio(
+    "Cache hit on the Redis store: ≥ 0.5× the req/s of the backend direct",
+    get("l7-cache-redis", "switchyard-cache-redis"),
+    get("l7-cache-redis", "direct"),
+    0.5,
   );
   ratio(
     "L4 TCP (HTTP load): ≥ 0.95× the bare Node net pipe",
