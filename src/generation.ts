@@ -76,7 +76,12 @@ export function buildGeneration(config: Config, baseDir: string = process.cwd())
   return { config, baseDir, services, routes, matcher, lanes: new Map(), live };
 }
 
-function compileRoute(r: RouteConfig, index: number, services: Map<string, Service>, live: Live): CompiledRoute {
+function compileRoute(
+  r: RouteConfig,
+  index: number,
+  services: Map<string, Service>,
+  live: Live,
+): CompiledRoute {
   const list =
     r.service !== undefined
       ? [services.get(r.service)!]
