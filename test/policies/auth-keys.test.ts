@@ -1,0 +1,350 @@
+/**
+ * Every kind of key a verifier can hold, and what a JWKS endpoint may serve,
+ * through the public surface only: config loading, a gateway, HTTP requests,
+ * tokens signed by jose or node:crypto. Which curve gives which algorithm,
+ * which JWKS entries are never signing keys, which documents never replace
+ * the last good keys, and which configs are refused before anything listens.
+ */
+import assert from "node:assert/strict";
+import { constants, sign as cryptoSign, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { SignJWT } from "jose";
+import { loadConfigFile } from "../../src/config/load.js";
+import { Gateway } from "../../src/server.js";
+import { type Backend, backend, gateway, type Running, request } from "../helpers/index.js";
+
+let serial = 0;
+function sign(key: KeyObject, alg: string, header: Record<string, unknown> = {}): Promise<string> {
+  return new SignJWT({ sub: "u-1", jti: `keys-${++serial}` })
+    .setProtectedHeader({ alg, ...header })
+    .setIssuedAt()
+    .setExpirationTime("5m")
+    .sign(key);
+}
+
+/** A JWT signed with node:crypto directly (Ed448 and RSA-PSS keys, which jose does not sign with). */
+function signRaw(key: KeyObject, header: Record<string, unknown>): string {
+  const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const now = Math.floor(Date.now() / 1000);
+  const input = `${b64(header)}.${b64({ sub: "u-1", jti: `keys-${++serial}`, iat: now, exp: now + 300 })}`;
+  const alg = String(header.alg);
+  // RFC 7518 §3.5: PS* is RSASSA-PSS with the hash's own length as the salt length.
+  const signature = alg.startsWith("PS")
+    ? cryptoSign(`sha${alg.slice(2)}`, Buffer.from(input), {
+        key,
+        padding: constants.RSA_PKCS1_PSS_PADDING,
+        saltLength: constants.RSA_PSS_SALTLEN_DIGEST,
+      })
+    : cryptoSign(null, Buffer.from(input), key);
+  return `${input}.${signature.toString("base64url")}`;
+}
+
+const pem = (k: KeyObject) => JSON.stringify(k.export({ type: "spki", format: "pem" }).toString());
+const jwk = (k: KeyObject, extra: Record<string, unknown> = {}) => ({
+  ...k.export({ format: "jwk" }),
+  ...extra,
+});
+
+interface Endpoint {
+  url: string;
+  hits: number;
+  /** What the next fetch answers. */
+  status: number;
+  body: string;
+  close(): Promise<void>;
+}
+
+async function endpoint(keys: unknown[]): Promise<Endpoint> {
+  const e = { hits: 0, status: 200, body: JSON.stringify({ keys }) } as Endpoint;
+  const server = http.createServer((_req, res) => {
+    e.hits++;
+    res.writeHead(e.status, { "content-type": "application/jwk-set+json" });
+    res.end(e.body);
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  e.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
+  e.close = () =>
+    new Promise<void>((ok) => {
+      server.closeAllConnections();
+      server.close(() => ok());
+    });
+  return e;
+}
+
+describe("auth: every key type gives its own algorithms", () => {
+  const p256 = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const p384 = generateKeyPairSync("ec", { namedCurve: "P-384" });
+  const p521 = generateKeyPairSync("ec", { namedCurve: "P-521" });
+  const ed25519 = generateKeyPairSync("ed25519");
+  const ed448 = generateKeyPairSync("ed448");
+  const pss = generateKeyPairSync("rsa-pss", { modulusLength: 2048 });
+  const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  let echo: Backend;
+  let gw: Running;
+  let jwks: Endpoint;
+
+  before(async () => {
+    echo = await backend("echo");
+    jwks = await endpoint([
+      jwk(p384.publicKey, { kid: "p384" }),
+      jwk(p521.publicKey, { kid: "p521" }),
+      jwk(ed25519.publicKey, { kid: "ed25519" }),
+      jwk(ed448.publicKey, { kid: "ed448" }),
+    ]);
+    const verifiers = { p256, p384, p521, ed25519, ed448 };
+    gw = await gateway(`
+jwt:
+${Object.entries(verifiers)
+  .map(([name, pair]) => `  ${name}: { publicKey: ${pem(pair.publicKey)} }`)
+  .join("\n")}
+  jwks: { jwksUri: "${jwks.url}" }
+services:
+  echo: { targets: [${echo.url}] }
+routes:
+${[...Object.keys(verifiers), "jwks"]
+  .map((name) => `  - { name: ${name}, match: { path: /${name} }, service: echo, auth: { jwt: ${name} } }`)
+  .join("\n")}
+`);
+  });
+  after(async () => {
+    await gw.close();
+    await jwks.close();
+    await echo.close();
+  });
+
+  async function status(path: string, token: string | Promise<string>): Promise<number> {
+    return (await request(gw.url, { path, headers: { authorization: `Bearer ${await token}` } })).status;
+  }
+
+  test("EC keys: P-256 → ES256, P-384 → ES384, P-521 → ES512, and nothing else", async () => {
+    assert.equal(await status("/p256", sign(p256.privateKey, "ES256")), 200);
+    assert.equal(await status("/p384", sign(p384.privateKey, "ES384")), 200);
+    assert.equal(await status("/p521", sign(p521.privateKey, "ES512")), 200);
+    assert.equal(await status("/p384", sign(p256.privateKey, "ES256")), 401, "another curve's key");
+    assert.equal(await status("/p521", sign(p384.privateKey, "ES384")), 401);
+    assert.equal(await status("/jwks", sign(p384.privateKey, "ES384", { kid: "p384" })), 200);
+    assert.equal(await status("/jwks", sign(p521.privateKey, "ES512", { kid: "p521" })), 200);
+    assert.equal(await status("/jwks", sign(p256.privateKey, "ES256", { kid: "p384" })), 401);
+  });
+
+  test("Ed25519 and Ed448 keys → EdDSA", async () => {
+    assert.equal(await status("/ed25519", sign(ed25519.privateKey, "EdDSA")), 200);
+    assert.equal(await status("/ed448", signRaw(ed448.privateKey, { alg: "EdDSA" })), 200);
+    assert.equal(await status("/jwks", sign(ed25519.privateKey, "EdDSA", { kid: "ed25519" })), 200);
+    assert.equal(await status("/jwks", signRaw(ed448.privateKey, { alg: "EdDSA", kid: "ed448" })), 200);
+    assert.equal(await status("/ed25519", signRaw(ed448.privateKey, { alg: "EdDSA" })), 401);
+    assert.equal(await status("/ed448", sign(ed25519.privateKey, "EdDSA")), 401);
+  });
+
+  test("an RSA-PSS public key verifies PS* only", {
+    todo:
+      "fast-jwt does not take RSA-PSS keys (SPKI OID 1.2.840.113549.1.1.10), though algorithms.ts maps " +
+      "them to PS256/384/512: since the move onto @fastify/jwt (5d7eb96) a gateway with one does not " +
+      "start (FAST_JWT_INVALID_KEY at registration in src/auth/verifier.ts); before it, every token got 401",
+  }, async () => {
+    const g = await gateway(`
+jwt:
+  pss: { publicKey: ${pem(pss.publicKey)} }
+services:
+  echo: { targets: [${echo.url}] }
+routes:
+  - { name: pss, match: { path: /pss }, service: echo, auth: { jwt: pss } }
+`);
+    try {
+      const call = async (token: string | Promise<string>) =>
+        (await request(g.url, { path: "/pss", headers: { authorization: `Bearer ${await token}` } })).status;
+      assert.equal(await call(signRaw(pss.privateKey, { alg: "PS256" })), 200);
+      assert.equal(await call(signRaw(pss.privateKey, { alg: "PS512" })), 200);
+      // An RS256 token from an ordinary RSA key: a PSS key's verifier does not list RS*.
+      assert.equal(await call(sign(rsa.privateKey, "RS256")), 401);
+    } finally {
+      await g.close();
+    }
+  });
+});
+
+describe("auth: what a JWKS endpoint serves", () => {
+  const a = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const b = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const open: { close(): Promise<void> }[] = [];
+  let echo: Backend;
+  before(async () => {
+    echo = await backend("echo");
+  });
+  after(async () => {
+    for (const x of open) await x.close();
+    await echo.close();
+  });
+
+  /** A gateway with one JWKS verifier per endpoint, route /<i> for the i-th. */
+  async function start(...endpoints: Endpoint[]): Promise<(i: number, token: string) => Promise<number>> {
+    const g = await gateway(`
+jwt:
+${endpoints.map((e, i) => `  v${i}: { jwksUri: "${e.url}" }`).join("\n")}
+services:
+  echo: { targets: [${echo.url}] }
+routes:
+${endpoints.map((_, i) => `  - { name: r${i}, match: { path: /${i} }, service: echo, auth: { jwt: v${i} } }`).join("\n")}
+`);
+    open.push(g);
+    return async (i, token) =>
+      (await request(g.url, { path: `/${i}`, headers: { authorization: `Bearer ${token}` } })).status;
+  }
+  async function served(keys: unknown[]): Promise<Endpoint> {
+    const e = await endpoint(keys);
+    open.push(e);
+    return e;
+  }
+
+  test("encryption keys and keys whose alg does not fit their type are never signing keys", async () => {
+    const e = await served([
+      jwk(a.publicKey, { kid: "enc", use: "enc" }),
+      jwk(a.publicKey, { kid: "wrong-alg", alg: "ES256" }),
+      jwk(a.publicKey, { kid: "sig", use: "sig", alg: "RS256" }),
+    ]);
+    const call = await start(e);
+    assert.equal(await call(0, await sign(a.privateKey, "RS256", { kid: "sig" })), 200);
+    assert.equal(await call(0, await sign(a.privateKey, "RS256", { kid: "enc" })), 401, "use: enc");
+    assert.equal(
+      await call(0, await sign(a.privateKey, "RS256", { kid: "wrong-alg" })),
+      401,
+      "alg ES256 on RSA",
+    );
+  });
+
+  test("a kid names the first key published under it; entries that do not parse are skipped", async () => {
+    const e = await served([
+      null,
+      "not a key",
+      { kty: "RSA", kid: "broken", n: "AQAB" },
+      jwk(a.publicKey, { kid: "dup" }),
+      jwk(b.publicKey, { kid: "dup" }),
+      jwk(b.publicKey, { kid: "b" }),
+    ]);
+    const call = await start(e);
+    assert.equal(await call(0, await sign(a.privateKey, "RS256", { kid: "dup" })), 200, "the first 'dup'");
+    assert.equal(await call(0, await sign(b.privateKey, "RS256", { kid: "dup" })), 401, "not the second");
+    assert.equal(await call(0, await sign(b.privateKey, "RS256", { kid: "b" })), 200, "the rest is usable");
+  });
+
+  test("verifiers with different endpoints never use each other's keys", async () => {
+    const ea = await served([jwk(a.publicKey, { kid: "k" })]);
+    const eb = await served([jwk(b.publicKey, { kid: "k" })]);
+    const call = await start(ea, eb);
+    assert.equal(await call(0, await sign(a.privateKey, "RS256", { kid: "k" })), 200);
+    assert.equal(await call(1, await sign(b.privateKey, "RS256", { kid: "k" })), 200);
+    assert.equal(
+      await call(0, await sign(b.privateKey, "RS256", { kid: "k" })),
+      401,
+      "b's key at a's verifier",
+    );
+    assert.equal(
+      await call(1, await sign(a.privateKey, "RS256", { kid: "k" })),
+      401,
+      "a's key at b's verifier",
+    );
+  });
+
+  test("a document that is too large, not a key set, empty, or not a 200 never replaces the last good keys", async () => {
+    const e = await served([jwk(a.publicKey, { kid: "a" })]);
+    const call = await start(e);
+    assert.equal(await call(0, await sign(a.privateKey, "RS256", { kid: "a" })), 200);
+    const withB = JSON.stringify({ keys: [jwk(b.publicKey, { kid: "b" })] });
+    const bad: Array<[string, number, string]> = [
+      // b's key is in it, but so are 2 MB of padding: larger than the 1 MB read at most
+      [
+        "over 1 MB",
+        200,
+        JSON.stringify({ keys: [jwk(b.publicKey, { kid: "b" })], pad: "x".repeat(2 << 20) }),
+      ],
+      ["no keys array", 200, JSON.stringify({ key: [] })],
+      ["no usable key", 200, JSON.stringify({ keys: [{ kty: "oct", k: "c2VjcmV0", kid: "b" }] })],
+      ["a 500 with a key set in it", 500, withB],
+      ["not JSON", 200, "<html>"],
+    ];
+    for (const [what, status, body] of bad) {
+      e.status = status;
+      e.body = body;
+      const hits = e.hits;
+      // An unknown kid makes the verifier look again (once per cool-down: a fresh gateway each time).
+      const fresh = await start(e);
+      assert.equal(await fresh(0, await sign(b.privateKey, "RS256", { kid: "b" })), 401, what);
+      assert.ok(e.hits > hits, `${what}: the endpoint was asked`);
+    }
+    // The first gateway still has a's key, whatever the endpoint said to the others.
+    assert.equal(await call(0, await sign(a.privateKey, "RS256", { kid: "a" })), 200);
+    e.status = 200;
+    e.body = withB;
+    assert.equal(await (await start(e))(0, await sign(b.privateKey, "RS256", { kid: "b" })), 200, "control");
+  });
+
+  test("a first fetch that fails leaves nothing to verify with: 401, the endpoint asked once", async () => {
+    const e = await served([jwk(a.publicKey, { kid: "a" })]);
+    e.status = 503;
+    e.body = "down";
+    const call = await start(e);
+    assert.equal(await call(0, await sign(a.privateKey, "RS256", { kid: "a" })), 401, "nothing loaded yet");
+    assert.equal(e.hits, 1);
+  });
+});
+
+describe("auth: a verifier that cannot work is a config error, before anything listens", () => {
+  const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const x25519 = generateKeyPairSync("x25519");
+
+  test("algorithms the key cannot verify, or a key that verifies nothing", async () => {
+    await assert.rejects(
+      gateway(`jwt:\n  v: { publicKey: ${pem(rsa.publicKey)}, algorithms: [RS256, ES256] }\n`),
+      (err: Error) => /ES256/.test(err.message) && !/RS256,/.test(err.message.split("possible")[0] ?? ""),
+    );
+    await assert.rejects(
+      gateway(`jwt:\n  v: { secret: "s3cr3t-s3cr3t-s3cr3t", algorithms: [RS256] }\n`),
+      /RS256/,
+    );
+    await assert.rejects(
+      gateway(`jwt:\n  v: { publicKey: ${pem(x25519.publicKey)} }\n`),
+      /unsupported key type|x25519|key/i,
+    );
+  });
+
+  test("a relative publicKey is read from the config file's directory", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sy-keys-"));
+    const echo = await backend("echo");
+    let gw: Gateway | undefined;
+    try {
+      writeFileSync(join(dir, "issuer.pem"), rsa.publicKey.export({ type: "spki", format: "pem" }));
+      const file = join(dir, "routes.yaml");
+      writeFileSync(
+        file,
+        `version: 1
+shutdownTimeout: 1s
+listen: [{ port: 0, host: 127.0.0.1 }]
+jwt:
+  v: { publicKey: issuer.pem }
+services:
+  echo: { targets: [${echo.url}] }
+routes:
+  - { name: r, service: echo, auth: { jwt: v } }
+`,
+      );
+      // The process runs elsewhere: the path must not be read relative to the working directory.
+      assert.notEqual(process.cwd(), dir);
+      gw = await Gateway.start(loadConfigFile(file), { baseDir: dir });
+      const url = `http://127.0.0.1:${gw.addresses[0].port}`;
+      const ok = await request(url, {
+        path: "/x",
+        headers: { authorization: `Bearer ${await sign(rsa.privateKey, "RS256")}` },
+      });
+      assert.equal(ok.status, 200, ok.body);
+    } finally {
+      await gw?.close(500);
+      await echo.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
