@@ -54,6 +54,22 @@ function directives(cc: string | undefined): Set<string> {
   return out;
 }
 
+/**
+ * Cache-Control with its directive names in lower case. RFC 9111 §5.2 compares
+ * them case-insensitively; http-cache-semantics (4.x) does not, so without this
+ * "Private" or "NO-STORE" passed as storable (a private answer in the shared
+ * cache, SPEC §6) and "MAX-AGE=60" as no lifetime at all. Values are kept.
+ */
+function lowerDirectives(cc: string): string {
+  return cc
+    .split(",")
+    .map((part) => {
+      const eq = part.indexOf("=");
+      return eq < 0 ? part.toLowerCase() : part.slice(0, eq).toLowerCase() + part.slice(eq);
+    })
+    .join(",");
+}
+
 function flat(headers: Headers): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) out[k] = Array.isArray(v) ? v.join(", ") : v;
@@ -98,7 +114,11 @@ export function buildEntry(
   const vary = varyNames(headers);
   if (vary.includes("*")) return { reason: "vary-star" };
   const { authorization: _, ...reqHeaders } = req.headers;
+  const reqCc = reqHeaders["cache-control"];
+  if (typeof reqCc === "string") reqHeaders["cache-control"] = lowerDirectives(reqCc);
   const res = { status, headers: flat(headers) };
+  const resCc = res.headers["cache-control"];
+  if (resCc !== undefined) res.headers["cache-control"] = lowerDirectives(resCc);
   const policy = new CachePolicy(
     { method: req.method, url: req.url, headers: reqHeaders as Record<string, string> },
     res,

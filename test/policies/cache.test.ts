@@ -9,8 +9,8 @@ import { type Backend, backend, gateway, type Running, request } from "../helper
 import { within } from "../store/redis-helpers.js";
 
 const SECRET = "cache-test-secret-0123456789abcdefghij";
-const token = (sub: string) =>
-  new SignJWT({ sub })
+const token = (sub: string | undefined, claims: Record<string, unknown> = {}) =>
+  new SignJWT({ sub, ...claims })
     .setProtectedHeader({ alg: "HS256" })
     .setExpirationTime("5m")
     .sign(new TextEncoder().encode(SECRET));
@@ -122,6 +122,11 @@ routes:
     service: up
     auth: { jwt: internal }
     cache: { ttl: 1m, vary: ["jwt:sub"] }
+  - name: authed
+    match: { path: /authed }
+    service: up
+    auth: { jwt: internal }
+    cache: { ttl: 1m }
   - name: lang
     match: { path: /lang }
     service: up
@@ -603,6 +608,177 @@ routes:
     up.on200(small, {}, () => "s".repeat(2000));
     await get(small);
     assert.equal((await get(small)).headers["x-cache"], "HIT");
+  });
+});
+
+describe("cache: what may be stored, and what a stored copy replays (SPEC §6)", () => {
+  test("a request with Authorization is never stored unless the route keys on the subject", async () => {
+    const p = `/authed${fresh()}`;
+    up.handlers.set(p, (req, res) => res.end(`for ${req.headers.authorization?.slice(-12)}`));
+    const alice = await token("alice");
+    const bob = await token("bob");
+    const a = await get(p, { authorization: `Bearer ${alice}` });
+    const b = await get(p, { authorization: `Bearer ${bob}` });
+    assert.deepEqual([a.status, a.headers["x-cache"], b.headers["x-cache"]], [200, "BYPASS", "BYPASS"]);
+    assert.notEqual(b.body, a.body, "bob never gets alice's answer");
+    assert.equal(up.count(p), 2);
+    // Keyed on jwt:sub, a token without a subject has nothing to key on: not stored either.
+    const q = `/me${fresh()}`;
+    up.handlers.set(q, (req, res) => res.end(`for ${req.headers.authorization?.slice(-12)}`));
+    const anon1 = await get(q, { authorization: `Bearer ${await token(undefined, { role: "one" })}` });
+    const anon2 = await get(q, { authorization: `Bearer ${await token(undefined, { role: "two" })}` });
+    assert.deepEqual([anon1.headers["x-cache"], anon2.headers["x-cache"]], ["BYPASS", "BYPASS"]);
+    assert.notEqual(anon2.body, anon1.body);
+  });
+
+  test("Vary: * among other names is never stored", async () => {
+    const p = fresh();
+    up.on200(p, { vary: "Accept-Encoding, *" });
+    const a = await get(p);
+    const b = await get(p);
+    assert.deepEqual([a.headers["x-cache"], b.headers["x-cache"]], ["MISS", "MISS"]);
+    assert.equal(up.count(p), 2);
+  });
+
+  test("explicit freshness, however written, bounds the lifetime: max-age, s-maxage, Expires", async () => {
+    await withClock(async (tick) => {
+      const cases: Array<[string, () => Record<string, string>]> = [
+        ["public, max-age=1", () => ({ "cache-control": "public, max-age=1" })],
+        ["s-maxage=1", () => ({ "cache-control": "s-maxage=1" })],
+        [
+          "Expires in 1 s",
+          () => ({
+            date: new Date(Date.now()).toUTCString(),
+            expires: new Date(Date.now() + 1000).toUTCString(),
+          }),
+        ],
+      ];
+      const paths = cases.map(([what, headers]) => {
+        const p = fresh();
+        up.handlers.set(p, (_q, res, k) => {
+          res.writeHead(200, { "content-type": "text/plain", ...headers() });
+          res.end(`${what} #${k}`);
+        });
+        return p;
+      });
+      for (const [i, p] of paths.entries()) {
+        await get(p);
+        assert.equal((await get(p)).headers["x-cache"], "HIT", cases[i][0]);
+      }
+      tick(2_000);
+      for (const [i, p] of paths.entries())
+        assert.equal((await get(p)).headers["x-cache"], "MISS", `${cases[i][0]}: not the route's 1m`);
+    });
+  });
+
+  test("Cache-Control directives are case-insensitive (RFC 9111 §5.2): Private and NO-STORE are never stored", async () => {
+    for (const cc of ["Private, max-age=60", "PRIVATE", "No-Store", "public, NO-STORE"]) {
+      const p = fresh();
+      up.on200(p, { "cache-control": cc });
+      const a = await get(p);
+      const b = await get(p);
+      assert.deepEqual([a.headers["x-cache"], b.headers["x-cache"]], ["MISS", "MISS"], cc);
+      assert.equal(up.count(p), 2, `${cc}: both went upstream`);
+    }
+    // ... and MAX-AGE is a lifetime like max-age.
+    await withClock(async (tick) => {
+      const p = fresh();
+      up.on200(p, { "cache-control": "Public, MAX-AGE=1" });
+      await get(p);
+      assert.equal((await get(p)).headers["x-cache"], "HIT", "MAX-AGE=1: fresh for a second");
+      tick(2_000);
+      assert.equal((await get(p)).headers["x-cache"], "MISS", "MAX-AGE=1: not the route's 1m");
+    });
+  });
+
+  test("immutable does not stretch max-age=0", async () => {
+    const p = fresh();
+    up.on200(p, { "cache-control": "public, max-age=0, immutable" });
+    await get(p);
+    assert.equal((await get(p)).headers["x-cache"], "MISS");
+  });
+
+  for (const directive of ["must-revalidate", "proxy-revalidate", "s-maxage=1", "no-cache"]) {
+    test(`staleIfError never serves a response with ${directive} stale`, async () => {
+      const p = `/sie${fresh()}`;
+      const cc =
+        directive === "s-maxage=1" || directive === "no-cache" ? directive : `max-age=1, ${directive}`;
+      up.handlers.set(p, (_q, res, k) => {
+        res.writeHead(k === 1 ? 200 : 503, { "content-type": "text/plain", "cache-control": cc });
+        res.end(k === 1 ? "good" : "down");
+      });
+      await withClock(async (tick) => {
+        assert.equal((await get(p)).body, "good");
+        tick(2_000);
+        const r = await get(p);
+        assert.deepEqual([r.status, r.body], [503, "down"], `${directive}: the failure, not the stored copy`);
+      });
+    });
+  }
+
+  test("control: without those directives the same failure is answered from the stored copy", async () => {
+    const p = `/sie${fresh()}`;
+    up.handlers.set(p, (_q, res, k) => {
+      res.writeHead(k === 1 ? 200 : 503, { "content-type": "text/plain", "cache-control": "max-age=1" });
+      res.end(k === 1 ? "good" : "down");
+    });
+    await withClock(async (tick) => {
+      await get(p);
+      tick(2_000);
+      const r = await get(p);
+      assert.deepEqual([r.status, r.body, r.headers["x-cache"]], [200, "good", "STALE"]);
+    });
+  });
+
+  test("a response with only Last-Modified is kept past its lifetime and revalidated", async () => {
+    const p = fresh();
+    const lm = new Date(Date.now() - 3_600_000).toUTCString();
+    up.handlers.set(p, (req, res, k) => {
+      if (req.headers["if-modified-since"] === lm) {
+        res.writeHead(304, { "last-modified": lm, "cache-control": "max-age=1" });
+        res.end();
+        return;
+      }
+      res.writeHead(200, { "content-type": "text/plain", "last-modified": lm, "cache-control": "max-age=1" });
+      res.end(`body #${k}`);
+    });
+    await withClock(async (tick) => {
+      assert.equal((await get(p)).body, "body #1");
+      tick(2_000);
+      const r = await get(p);
+      assert.equal(up.seen.at(-1)?.headers["if-modified-since"], lm, "asked conditionally");
+      assert.deepEqual([r.status, r.body], [200, "body #1"], "the 304 served the stored body");
+    });
+  });
+
+  test("a stored copy's Age grows with its time here; its X-Cache, Date and tags are not replayed", async () => {
+    const p = fresh();
+    const old = new Date(Date.now() - 3_600_000).toUTCString();
+    up.on200(p, {
+      "cache-control": "max-age=100",
+      age: "40",
+      "x-cache": "MISS from upstream-cdn",
+      date: old,
+      "cache-tag": "products",
+      "surrogate-key": "catalogue",
+    });
+    await withClock(async (tick) => {
+      const miss = await get(p);
+      assert.equal(miss.headers["x-cache"], "MISS");
+      tick(10_000);
+      // A plain GET is answered by the cache's lane; a conditional one that does not match, by Fastify.
+      for (const [method, headers] of [
+        ["lane", {}],
+        ["Fastify", { "if-none-match": '"other"' }],
+      ] as const) {
+        const hit = await get(p, headers);
+        assert.equal(hit.headers["x-cache"], "HIT", method);
+        assert.ok(Number(hit.headers.age) >= 50, `${method}: Age ${hit.headers.age}, stored at 40, 10 s ago`);
+        assert.notEqual(hit.headers.date, old, `${method}: the upstream's Date, an hour old`);
+        assert.equal(hit.headers["cache-tag"], undefined, method);
+        assert.equal(hit.headers["surrogate-key"], undefined, method);
+      }
+    });
   });
 });
 
