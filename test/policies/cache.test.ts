@@ -691,11 +691,19 @@ describe("cache: what may be stored, and what a stored copy replays (SPEC §6)",
     });
   });
 
-  test("immutable does not stretch max-age=0", async () => {
+  test("immutable does not stretch an explicit zero lifetime (max-age=0, or Expires now)", async () => {
     const p = fresh();
     up.on200(p, { "cache-control": "public, max-age=0, immutable" });
     await get(p);
     assert.equal((await get(p)).headers["x-cache"], "MISS");
+    const q = fresh();
+    up.handlers.set(q, (_req, res, k) => {
+      const now = new Date().toUTCString();
+      res.writeHead(200, { "cache-control": "public, immutable", date: now, expires: now });
+      res.end(`#${k}`);
+    });
+    await get(q);
+    assert.equal((await get(q)).headers["x-cache"], "MISS", "no 24 h minimum for immutable");
   });
 
   for (const directive of ["must-revalidate", "proxy-revalidate", "s-maxage=1", "no-cache"]) {
