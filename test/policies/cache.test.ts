@@ -680,6 +680,14 @@ describe("cache: what may be stored, and what a stored copy replays (SPEC §6)",
       assert.deepEqual([a.headers["x-cache"], b.headers["x-cache"]], ["MISS", "MISS"], cc);
       assert.equal(up.count(p), 2, `${cc}: both went upstream`);
     }
+    // A request's own no-store (RFC 9111 §5.2.1.5), in any case, keeps its answer out too.
+    for (const cc of ["no-store", "NO-STORE"]) {
+      const p = fresh();
+      up.on200(p);
+      assert.equal((await get(p, { "cache-control": cc })).headers["x-cache"], "MISS", cc);
+      assert.equal((await get(p)).headers["x-cache"], "MISS", `${cc}: the first answer was not stored`);
+      assert.equal((await get(p)).headers["x-cache"], "HIT", `${cc}: the second was`);
+    }
     // ... and MAX-AGE is a lifetime like max-age.
     await withClock(async (tick) => {
       const p = fresh();
