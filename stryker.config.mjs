@@ -45,6 +45,7 @@ export const groups = {
       "test/policies/auth.test.ts",
       "test/policies/auth-jwks.test.ts",
       "test/policies/auth-algorithms.test.ts",
+      "test/policies/auth-keys.test.ts",
     ],
   },
   // Path normalisation: what was authorised is what is forwarded (SPEC §3).

@@ -239,8 +239,12 @@ describe("JwksStore schedule (injected clock)", () => {
     const store = new JwksStore(jwks.url, { now: () => t, maxAgeMs: 60_000 });
     await store.resolve("k1", "RS256");
     jwks.status = 503;
-    t += 61_000;
+    t += 60_000;
+    await store.resolve("k1", "RS256");
+    assert.equal(store.fetches, 1, "exactly maxAge old: not stale yet");
+    t += 1_000;
     await store.resolve("k1", "RS256"); // served from memory, refresh started behind it
+    assert.equal(store.fetches, 2, "the refresh started behind the answer");
     await store.refresh(); // joins the refresh in flight
     assert.equal(jwks.hits, 2, "the stale set was refetched");
     assert.equal((await store.resolve("k1", "RS256")).kid, "k1", "the failed refresh kept the key");
