@@ -26,8 +26,11 @@ export function algorithmsOfKey(key: KeyObject): string[] {
   switch (key.asymmetricKeyType) {
     case "rsa":
       return [...RSA];
-    case "rsa-pss":
-      return [...RSA_PSS];
+    case "rsa-pss": {
+      // A PSS key whose parameters name a hash verifies only the PS algorithm of that hash.
+      const hash = key.asymmetricKeyDetails?.hashAlgorithm;
+      return hash === undefined ? [...RSA_PSS] : RSA_PSS.filter((a) => `sha${a.slice(2)}` === hash);
+    }
     case "ec": {
       const alg = EC_BY_CURVE[key.asymmetricKeyDetails?.namedCurve ?? ""];
       return alg ? [alg] : [];

@@ -33,6 +33,7 @@ import type { VerifierConfig } from "../config/schema.js";
 import type { Generation } from "../generation.js";
 import { ASYMMETRIC, algorithmsOfKey, HMAC, pinAlgorithms } from "./algorithms.js";
 import { type JwksOptions, JwksStore } from "./jwks.js";
+import { verifiableKey } from "./pss-key.js";
 
 export type Claims = Record<string, unknown>;
 
@@ -119,7 +120,8 @@ export async function registerVerifier(
     const key = createPublicKey(readPem(cfg.publicKey, ctx.baseDir));
     algorithms = pinAlgorithms(name, cfg.algorithms, algorithmsOfKey(key));
     if (algorithms.length === 0) throw new Error(`jwt.${name}.publicKey: unsupported key type`);
-    secret = { public: Buffer.from(key.export({ type: "spki", format: "pem" }) as string) };
+    const usable = verifiableKey(key);
+    secret = { public: Buffer.from(usable.export({ type: "spki", format: "pem" }) as string) };
   } else if (cfg.jwksUri !== undefined) {
     algorithms = pinAlgorithms(name, cfg.algorithms, ASYMMETRIC);
     const storeKey = `${cfg.issuer ?? ""}\n${cfg.jwksUri}`;
