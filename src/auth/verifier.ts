@@ -148,29 +148,43 @@ export async function registerVerifier(
     ...(cfg.issuer !== undefined ? ["iss"] : []),
     ...(cfg.audience !== undefined ? ["aud"] : []),
   ];
-  await app.register(fastifyJwt, {
-    namespace: name,
-    secret: secret as never,
-    // Sign mode is not ours: a verifier only verifies (and a key function serves both otherwise).
-    sign: undefined,
-    verify: {
-      algorithms: algorithms as never,
-      allowedIss: cfg.issuer,
-      allowedAud: cfg.audience,
-      requiredClaims: required.length > 0 ? required : undefined,
-      clockTolerance: tolerance,
-      cache: CACHE_SIZE,
-      cacheTTL: CACHE_TTL,
-      cacheKeyBuilder: (token: string) => {
-        count.keys++;
-        // Failed tokens are cached too (and expire at once): a forged 16 KB token stays 32 bytes.
-        return token.length <= 1024 ? token : createHash("sha256").update(token).digest("base64");
-      },
-      // Failures are not cached: a token refused for an unknown kid or a not-yet-valid
-      // nbf may be good a moment later (fast-jwt keeps an error for ttl + clockTolerance).
-      errorCacheTTL: (() => -tolerance - 1) as never,
-    } as never,
-  });
+  // fast-jwt warns (FAST_JWT_CACHE_KEY_BUILDER_SECURITY_RISK, GHSA-rp9m-7r4c-75qg) whenever a
+  // custom cacheKeyBuilder is given: the advisory is about builders that collide. Ours cannot: the
+  // key is the token itself, or its SHA-256 when longer than 1 KB. That one warning is dropped
+  // while the verifier registers, so operators do not read a security alarm at every start.
+  const emitWarning = process.emitWarning;
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    if ((rest[0] as { code?: string } | undefined)?.code === "FAST_JWT_CACHE_KEY_BUILDER_SECURITY_RISK")
+      return;
+    (emitWarning as (...a: unknown[]) => void).call(process, warning, ...rest);
+  }) as typeof process.emitWarning;
+  try {
+    await app.register(fastifyJwt, {
+      namespace: name,
+      secret: secret as never,
+      // Sign mode is not ours: a verifier only verifies (and a key function serves both otherwise).
+      sign: undefined,
+      verify: {
+        algorithms: algorithms as never,
+        allowedIss: cfg.issuer,
+        allowedAud: cfg.audience,
+        requiredClaims: required.length > 0 ? required : undefined,
+        clockTolerance: tolerance,
+        cache: CACHE_SIZE,
+        cacheTTL: CACHE_TTL,
+        cacheKeyBuilder: (token: string) => {
+          count.keys++;
+          // Failed tokens are cached too (and expire at once): a forged 16 KB token stays 32 bytes.
+          return token.length <= 1024 ? token : createHash("sha256").update(token).digest("base64");
+        },
+        // Failures are not cached: a token refused for an unknown kid or a not-yet-valid
+        // nbf may be good a moment later (fast-jwt keeps an error for ttl + clockTolerance).
+        errorCacheTTL: (() => -tolerance - 1) as never,
+      } as never,
+    });
+  } finally {
+    process.emitWarning = emitWarning;
+  }
   const jwt = (app as unknown as { jwt: Record<string, { verify(t: string): Claims | Promise<Claims> }> })
     .jwt[name];
   return {

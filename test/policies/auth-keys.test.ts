@@ -505,3 +505,40 @@ routes:
     }
   });
 });
+
+describe("auth: starting a verifier raises no alarm", () => {
+  // Our fast-jwt cache key is the token itself (or its SHA-256 past 1 KB), so fast-jwt's warning
+  // about colliding custom cache keys does not apply; src/auth/verifier.ts drops that one warning.
+  test("no FAST_JWT_CACHE_KEY_BUILDER_SECURITY_RISK at start or on the first token, other warnings kept", async () => {
+    const seen: string[] = [];
+    const onWarning = (w: Error & { code?: string }) => seen.push(w.code ?? w.name);
+    process.on("warning", onWarning);
+    const echo = await backend("echo");
+    const secret = "warning-secret-0123456789abcdef-0123";
+    const g = await gateway(`
+jwt:
+  v: { secret: "${secret}" }
+services:
+  echo: { targets: [${echo.url}] }
+routes:
+  - { name: x, match: { path: /x }, service: echo, auth: { jwt: v } }
+`);
+    try {
+      const t = await new SignJWT({ sub: "u" })
+        .setProtectedHeader({ alg: "HS256" })
+        .setExpirationTime("1m")
+        .sign(new TextEncoder().encode(secret));
+      assert.equal(
+        (await request(g.url, { path: "/x", headers: { authorization: `Bearer ${t}` } })).status,
+        200,
+      );
+      process.emitWarning("still heard", { code: "SY_TEST_WARNING" });
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(seen, ["SY_TEST_WARNING"]);
+    } finally {
+      process.off("warning", onWarning);
+      await g.close();
+      await echo.close();
+    }
+  });
+});
