@@ -94,16 +94,19 @@ export class LaneReply {
   getHeaders(): OutgoingHttpHeaders {
     return this.pending === undefined ? {} : { ...this.pending };
   }
+  // Names are lower-cased as Fastify's reply does, so a hook's 'X-Foo' and the upstream's 'x-foo'
+  // are one field on both paths (toLowerCase returns an already lower-case name without copying).
   getHeader(name: string) {
-    return this.pending?.[name];
+    return this.pending?.[name.toLowerCase()];
   }
   header(name: string, value: string | number | string[]): this {
     this.pending ??= {};
-    this.pending[name] = value;
+    this.pending[name.toLowerCase()] = value;
     return this;
   }
   removeHeader(name: string): this {
-    if (this.pending?.[name] !== undefined) delete this.pending[name];
+    const key = name.toLowerCase();
+    if (this.pending?.[key] !== undefined) delete this.pending[key];
     return this;
   }
   send(payload?: unknown): this {
@@ -147,15 +150,16 @@ const NO_EDITS: readonly HeadEdit[] = [];
 export class HeadReply {
   constructor(readonly headers: Record<string, unknown>) {}
   header(name: string, value: unknown): this {
-    this.headers[name] = value;
+    this.headers[name.toLowerCase()] = value;
     return this;
   }
   getHeader(name: string): unknown {
-    return this.headers[name];
+    return this.headers[name.toLowerCase()];
   }
   removeHeader(name: string): this {
+    const key = name.toLowerCase();
     // Removing an absent field is the common case (CORS drops the upstream's own): no delete, no slow object.
-    if (this.headers[name] !== undefined) delete this.headers[name];
+    if (this.headers[key] !== undefined) delete this.headers[key];
     return this;
   }
 }

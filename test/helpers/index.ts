@@ -136,9 +136,10 @@ export function capturingLogger(): { logger: pino.Logger; lines: Record<string, 
  */
 export function countLanes(gw: Gateway): Map<string, number> {
   const laned = new Map<string, number>();
+  // `resume` passes through: a lane that answers later (the Redis cache hit) hands misses back with it.
   for (const [id, lane] of gw.generation.lanes)
-    gw.generation.lanes.set(id, (req, res, st) => {
-      const served = lane(req, res, st);
+    gw.generation.lanes.set(id, (req, res, st, resume) => {
+      const served = lane(req, res, st, resume);
       if (served) laned.set(st.route.name, (laned.get(st.route.name) ?? 0) + 1);
       return served;
     });
