@@ -49,7 +49,7 @@ export const stripClaimHeaders = fp(
     );
     policyHook(app, route, "onRequest", function stripForged(request, _reply, done) {
       const h = request.raw.headers;
-      for (const n of names) if (h[n] !== undefined) delete h[n];
+      for (let i = 0; i < names.length; i++) if (h[names[i]] !== undefined) delete h[names[i]];
       done();
     });
   },
@@ -65,13 +65,13 @@ export const transform = fp(
     const resHeaders = t.response?.headers;
     if (resHeaders !== undefined) {
       const remove = (resHeaders.remove ?? []).map((n) => headerName(`${where}.response.headers.remove`, n));
-      const set = headerSets(`${where}.response.headers.set`, resHeaders.set);
+      const [setNames, setValues] = unzip(headerSets(`${where}.response.headers.set`, resHeaders.set));
       headEdit(
         app,
         route,
         function responseHeaders(_request, reply, payload, done) {
-          for (const n of remove) reply.removeHeader(n);
-          for (const [k, v] of set) reply.header(k, v);
+          for (let i = 0; i < remove.length; i++) reply.removeHeader(remove[i]);
+          for (let i = 0; i < setNames.length; i++) reply.header(setNames[i], setValues[i]);
           done(null, payload);
         },
         remove,
@@ -87,8 +87,10 @@ function compileRequest(where: string, t: Transform) {
   const remove = (r.headers?.remove ?? []).map((n) => headerName(`${where}.request.headers.remove`, n));
   const set = headerSets(`${where}.request.headers.set`, r.headers?.set);
   const fromClaims = Object.entries(r.fromClaims ?? {}).map(
-    ([h, claim]) => [headerName(`${where}.request.fromClaims`, h), claim] as const,
+    ([h, claim]) => [headerName(`${where}.request.fromClaims`, h), claim] as [string, string],
   );
+  const [setNames, setValues] = unzip(set);
+  const [claimHeaders, claimNames] = unzip(fromClaims);
   const query = r.query ? compileQuery(r.query) : undefined;
   if (remove.length + set.length + fromClaims.length === 0 && query === undefined) return undefined;
 
@@ -99,19 +101,29 @@ function compileRequest(where: string, t: Transform) {
   ) {
     const h = request.raw.headers;
     const st = request.raw[kState]!;
-    for (const n of remove) if (h[n] !== undefined) delete h[n];
-    for (const [k, v] of set) h[k] = v;
+    for (let i = 0; i < remove.length; i++) if (h[remove[i]] !== undefined) delete h[remove[i]];
+    for (let i = 0; i < setNames.length; i++) h[setNames[i]] = setValues[i];
     // The client's copies went in onRequest (stripForged); a claim the token lacks, or no
     // token at all, leaves the header out even when a `set` above named it.
     const claims = st.claims;
-    for (const [k, claim] of fromClaims) {
-      const v = claims === undefined ? undefined : claimValue(claims[claim]);
+    for (let i = 0; i < claimHeaders.length; i++) {
+      const k = claimHeaders[i];
+      const v = claims === undefined ? undefined : claimValue(claims[claimNames[i]]);
       if (v !== undefined) h[k] = v;
       else if (h[k] !== undefined) delete h[k];
     }
     if (query !== undefined) st.query = query(st.query);
     done();
   };
+}
+
+/**
+ * Pairs as two parallel arrays: the hooks run on every request of the route and
+ * walk them with an index (destructuring a pair in for-of allocates an iterator
+ * per pair until V8 optimises the hook; the allocation profile showed them).
+ */
+function unzip<A, B>(pairs: readonly (readonly [A, B])[]): [A[], B[]] {
+  return [pairs.map((p) => p[0]), pairs.map((p) => p[1])];
 }
 
 /** A claim as a header value: strings as they are, numbers and booleans printed, arrays comma-joined. */
@@ -133,10 +145,13 @@ export function claimValue(v: unknown): string | undefined {
 export function compileQuery(q: { set?: Record<string, string>; remove?: string[] }) {
   const set = Object.entries(q.set ?? {});
   const drop = new Set([...(q.remove ?? []), ...set.map(([k]) => k)]);
-  const appended = set.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`);
+  const appended = set.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&");
   return function editQuery(raw: string): string {
-    const kept = raw === "" ? [] : raw.split("&").filter((part) => part !== "" && !drop.has(paramName(part)));
-    return [...kept, ...appended].join("&");
+    // The common request carries no query: the appended parameters are one string made at load.
+    if (raw === "") return appended;
+    const kept = raw.split("&").filter((part) => part !== "" && !drop.has(paramName(part)));
+    if (kept.length === 0) return appended;
+    return appended === "" ? kept.join("&") : `${kept.join("&")}&${appended}`;
   };
 }
 
