@@ -30,8 +30,12 @@ const token = (sub: string) =>
     .setExpirationTime("5m")
     .sign(new TextEncoder().encode(SECRET));
 
-/** What the upstream makes slow (ms): the upstream span must cover it, the policies' must not. */
-const UPSTREAM_DELAY = 25;
+/**
+ * What the upstream makes slow (ms): the upstream span must cover it, the policies' must not.
+ * Long enough that a policy phase stalled by a busy machine (issue 17: the suite passes with a
+ * core kept busy) is still told apart from the upstream's time; 25 ms was not.
+ */
+const UPSTREAM_DELAY = 300;
 const ROUTE_TIMEOUT = 200;
 /** The slow path answers this late: the route's timeout is up long before. */
 const SLOW = 1500;
