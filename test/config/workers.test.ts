@@ -21,7 +21,9 @@ test("--workers 2: two processes share one listener; SIGTERM stops them all with
       stdio: ["ignore", "pipe", "pipe"],
     },
   );
-  const kill = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  // Three processes each compiling the sources through tsx: on a machine with both cores busy that
+  // alone took over 30 s (issue 17's loaded runs), so the guard against a hung child is generous.
+  const kill = setTimeout(() => child.kill("SIGKILL"), 120_000);
   try {
     const listening = new Map<number, number>(); // pid → port
     await new Promise<void>((ok, fail) => {
