@@ -462,12 +462,15 @@ function createServer(
         ...options,
         cert: material.cert,
         key: material.key,
+        // A client that connects and never finishes the handshake is held no longer than one that sends no headers.
+        handshakeTimeout: t.headersTimeout,
         SNICallback(name, cb) {
           cb(null, sni(name));
         },
       }) as unknown as Server)
     : http.createServer(options);
   applyLimits(server, l);
+  server.on(material ? "secureConnection" : "connection", silenceTimer);
   server.on("request", handler);
   server.on("clientError", onClientError);
   return server;
@@ -492,10 +495,25 @@ function headerLimit(socket: Duplex): number {
   return (server?.maxHeadersCount ?? 101) - 1;
 }
 
+/**
+ * Node's headers timeout starts at a request's first byte: a connection that
+ * never sends one was held forever (issue 15: a silent slowloris pins a
+ * connection slot each). One unref()ed timer per connection, at the headers
+ * timeout: if not a byte has arrived by then, the connection is closed. Once
+ * one has, Node's headers timeout (408) and keep-alive timeout own it.
+ */
+function silenceTimer(this: Server, socket: Socket): void {
+  const start = socket.bytesRead;
+  setTimeout(() => {
+    if (!socket.destroyed && socket.bytesRead === start) socket.destroy();
+  }, this.headersTimeout).unref();
+}
+
 /** 431 for a request with more header fields than the listener allows; true when it answered. */
 function tooManyHeaders(req: IncomingMessage, res: ServerResponse): boolean {
+  const socket = req.socket;
   // One comparison per request; the limit is per listener, read from the socket's server.
-  if (req.rawHeaders.length <= 2 * headerLimit(req.socket)) return false;
+  if (req.rawHeaders.length <= 2 * headerLimit(socket)) return false;
   const { status, headers, body } = errorResponse("SY_HEADERS_TOO_LARGE", randomUUID(), TOO_MANY);
   res.shouldKeepAlive = false;
   res.writeHead(status, { ...headers, connection: "close" });
@@ -503,12 +521,21 @@ function tooManyHeaders(req: IncomingMessage, res: ServerResponse): boolean {
   return true;
 }
 
+const TLS_ERROR = /^ERR_(TLS|SSL)_/;
+
 /** Malformed, oversized or too-slow requests get SPEC §5 JSON, then the connection closes. */
 function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   // A request already answering (head sent) can only be cut off; one still reading its body
   // (requestTimeout) gets its 408, as Node's own handler does, under the id it already has.
   const msg = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
   if (!socket.writable || msg?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  // A TLS-layer failure (handshake timeout, not TLS at all) has no HTTP to answer in: an
+  // HTTP error written (and end()ed) on a socket that never finished its handshake was
+  // never sent and kept the connection open for good (issue 15). Cut it.
+  if (TLS_ERROR.test(err.code ?? "")) {
     socket.destroy();
     return;
   }
