@@ -380,6 +380,29 @@ describe("fuzz: routes.yaml", () => {
     );
   });
 
+  test("found by fuzzing: a complex (? ) key or a key with a line break is still one problem per line", () => {
+    const shipped = readFileSync(join(root, "routes.yaml"), "utf8");
+    const i = shipped.indexOf("services:");
+    for (const t of [
+      `${shipped.slice(0, i)}? ${shipped.slice(i)}`,
+      shipped.replace("services:", '"ser\\nvices":'),
+      "version: 1\n? [a, b]\n: 1\n",
+    ]) {
+      assert.throws(
+        () => parseConfig(t, { env: {} }),
+        (err: unknown) => {
+          assert.ok(err instanceof ConfigError);
+          for (const line of err.message.split("\n")) assert.match(line, /^routes\.yaml:\d+:\d+ /, line);
+          return true;
+        },
+      );
+    }
+    assert.throws(
+      () => parseConfig("version: 1\n? [a, b]\n: 1\n"),
+      /2:\d+ \(root\): a key must be a plain string/,
+    );
+  });
+
   test("arbitrary text: never a throw", () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 200, unit: "binary" }), (t) => loadsCleanly(t)),
