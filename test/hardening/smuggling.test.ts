@@ -228,6 +228,41 @@ for (const door of ["lane", "fastify"] as const) {
   });
 }
 
+test("a WebSocket upgrade with too many header fields: 431, closed, never dialled", async () => {
+  const before = rec.seen.length;
+  const many = Array.from({ length: 150 }, (_, i) => `x${i}: v\r\n`).join("");
+  const r = await rawSend(
+    gw.port,
+    `GET /lane/ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${many}\r\n`,
+  );
+  assert.deepEqual(r.statuses, [431]);
+  assert.equal(codeOf(r.text), "SY_HEADERS_TOO_LARGE");
+  assert.ok(r.closed);
+  assert.equal(rec.seen.length, before);
+});
+
+test("maxHeaders is the listener's: 100 fields pass by default, a reload to 120 lets 110 through", async () => {
+  const fields = (n: number) => Array.from({ length: n }, (_, i) => `x${i}: v\r\n`).join("");
+  // Host is a field too: 99 more make 100.
+  const at = await rawSend(
+    gw.port,
+    `GET /lane/a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n${fields(98)}\r\n`,
+  );
+  assert.deepEqual(at.statuses, [200]);
+  const over = await rawSend(
+    gw.port,
+    `GET /lane/a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n${fields(110)}\r\n`,
+  );
+  assert.deepEqual(over.statuses, [431]);
+  const next = gw.gw.generation.config;
+  await gw.gw.reload({ ...next, listen: next.listen.map((l) => ({ ...l, maxHeaders: 120 })) });
+  const now = await rawSend(
+    gw.port,
+    `GET /lane/a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n${fields(110)}\r\n`,
+  );
+  assert.deepEqual(now.statuses, [200]);
+});
+
 test("after all that abuse the gateway still serves", async () => {
   const r = await rawSend(gw.port, "GET /lane/after HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
   assert.deepEqual(r.statuses, [200]);
