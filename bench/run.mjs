@@ -128,6 +128,11 @@ function writeReport(meta, results, mdPath, svgPath) {
   let md = resultsMarkdown(meta, results, targets);
   if (path.basename(svgPath) !== "results.svg")
     md = md.replace("](results.svg)", `](${path.basename(svgPath)})`);
+  // The soak's section (bench/soak.mjs) is written by that script; a benchmark run keeps it.
+  const soak =
+    fs.existsSync(mdPath) &&
+    /<!-- soak:start -->[\s\S]*?<!-- soak:end -->\n?/.exec(fs.readFileSync(mdPath, "utf8"));
+  if (soak) md = `${md.trimEnd()}\n\n${soak[0]}`;
   fs.writeFileSync(mdPath, md);
   fs.writeFileSync(svgPath, resultsSvg(meta, results));
   fs.writeFileSync(mdPath.replace(/\.md$/, ".json"), `${JSON.stringify({ meta, results }, null, 1)}\n`);

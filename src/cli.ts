@@ -20,6 +20,7 @@ import { loadPlugins } from "./config/plugins.js";
 import type { Config } from "./config/schema.js";
 import { editorSchema } from "./config/schema.js";
 import { explain } from "./explain.js";
+import { regexWarnings } from "./router/safe-regex.js";
 import { Runtime } from "./runtime.js";
 import { shadowWarnings } from "./shadow.js";
 import { VERSION } from "./version.js";
@@ -188,7 +189,8 @@ async function main(argv: string[]): Promise<void> {
   if (command !== undefined) fail(`unknown command '${command}'\n${USAGE}`);
   if (values.check) {
     const { config } = await loadAll(file);
-    for (const w of shadowWarnings(config)) process.stderr.write(`${file}: warning: ${w}\n`);
+    for (const w of [...shadowWarnings(config), ...regexWarnings(config)])
+      process.stderr.write(`${file}: warning: ${w}\n`);
     process.stdout.write(`${file}: OK (${summary(config)})\n`);
     return;
   }

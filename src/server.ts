@@ -24,7 +24,7 @@ import { closeWebSockets, handleUpgrade } from "../plugins/websocket.js";
 import { build } from "./app.js";
 import { ms } from "./config/duration.js";
 import type { Config, ListenerConfig } from "./config/schema.js";
-import { type ErrorCode, rawErrorResponse } from "./errors.js";
+import { type ErrorCode, errorResponse, rawErrorResponse } from "./errors.js";
 import { buildGeneration, type Generation } from "./generation.js";
 import { listenError } from "./l4/listen-error.js";
 import { compileSniRoute } from "./l4/sni-route.js";
@@ -296,6 +296,7 @@ export class Gateway {
 
   /** Requests: a route's fast lane when it has one that takes this one, else Fastify. */
   private readonly handler = (req: IncomingMessage, res: ServerResponse): void => {
+    if (tooManyHeaders(req, res)) return;
     const gen = this.gen;
     if (gen.lanes.size === 0 || !laneServed(gen, req, res, this.resume)) this.app.routing(req, res);
   };
@@ -318,13 +319,19 @@ export class Gateway {
 
   // A serverTiming listener's requests are timed, and never take a lane (their phases are Fastify hooks).
   private readonly timed = (req: IncomingMessage, res: ServerResponse): void => {
+    if (tooManyHeaders(req, res)) return;
     startTiming(this.gen.matcher, req);
     this.app.routing(req, res);
   };
 
   // WebSocket upgrades leave Node's HTTP parser; plugins/websocket.ts routes them (current generation).
-  private readonly upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void =>
+  private readonly upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    if (req.rawHeaders.length > 2 * headerLimit(socket)) {
+      socket.end(rawErrorResponse("SY_HEADERS_TOO_LARGE", randomUUID(), TOO_MANY));
+      return;
+    }
     handleUpgrade(this.app, this.gen, req, socket, head);
+  };
 
   private open(l: ListenerConfig, material: TlsMaterial | undefined): Edge {
     const onRequest = l.serverTiming ? this.timed : this.handler;
@@ -345,6 +352,7 @@ export class Gateway {
     s.headersTimeout = t.headersTimeout;
     s.requestTimeout = t.requestTimeout;
     s.keepAliveTimeout = t.keepAliveTimeout;
+    applyLimits(s, l);
     // Same port, new certificate: new handshakes get it, open connections keep theirs.
     if (material !== undefined && material.digest !== edge.tls?.digest)
       (s as unknown as https.Server).setSecureContext({ cert: material.cert, key: material.key });
@@ -454,15 +462,66 @@ function createServer(
         ...options,
         cert: material.cert,
         key: material.key,
+        // A client that connects and never finishes the handshake is held no longer than one that sends no headers.
+        handshakeTimeout: t.headersTimeout,
         SNICallback(name, cb) {
           cb(null, sni(name));
         },
       }) as unknown as Server)
     : http.createServer(options);
+  applyLimits(server, l);
+  server.on(material ? "secureConnection" : "connection", silenceTimer);
   server.on("request", handler);
   server.on("clientError", onClientError);
   return server;
 }
+
+/**
+ * Connection and header-count limits (issue 15). Node drops header fields past
+ * `maxHeadersCount` without a word, so the server keeps one more than the limit
+ * and a request that reaches it is refused (tooManyHeaders): a field a client
+ * sent is never silently missing from what is authorised and forwarded.
+ */
+function applyLimits(server: Server, l: ListenerConfig): void {
+  server.maxConnections = l.maxConnections ?? 10000;
+  server.maxHeadersCount = (l.maxHeaders ?? 100) + 1;
+}
+
+const TOO_MANY = "Too many request header fields";
+
+/** The listener's header-count limit, read from the server that accepted the socket. */
+function headerLimit(socket: Duplex): number {
+  const server = (socket as Socket & { server?: Server }).server;
+  return (server?.maxHeadersCount ?? 101) - 1;
+}
+
+/**
+ * Node's headers timeout starts at a request's first byte: a connection that
+ * never sends one was held forever (issue 15: a silent slowloris pins a
+ * connection slot each). One unref()ed timer per connection, at the headers
+ * timeout: if not a byte has arrived by then, the connection is closed. Once
+ * one has, Node's headers timeout (408) and keep-alive timeout own it.
+ */
+function silenceTimer(this: Server, socket: Socket): void {
+  const start = socket.bytesRead;
+  setTimeout(() => {
+    if (!socket.destroyed && socket.bytesRead === start) socket.destroy();
+  }, this.headersTimeout).unref();
+}
+
+/** 431 for a request with more header fields than the listener allows; true when it answered. */
+function tooManyHeaders(req: IncomingMessage, res: ServerResponse): boolean {
+  const socket = req.socket;
+  // One comparison per request; the limit is per listener, read from the socket's server.
+  if (req.rawHeaders.length <= 2 * headerLimit(socket)) return false;
+  const { status, headers, body } = errorResponse("SY_HEADERS_TOO_LARGE", randomUUID(), TOO_MANY);
+  res.shouldKeepAlive = false;
+  res.writeHead(status, { ...headers, connection: "close" });
+  res.end(body);
+  return true;
+}
+
+const TLS_ERROR = /^ERR_(TLS|SSL)_/;
 
 /** Malformed, oversized or too-slow requests get SPEC §5 JSON, then the connection closes. */
 function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
@@ -470,6 +529,13 @@ function onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   // (requestTimeout) gets its 408, as Node's own handler does, under the id it already has.
   const msg = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
   if (!socket.writable || msg?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  // A TLS-layer failure (handshake timeout, not TLS at all) has no HTTP to answer in: an
+  // HTTP error written (and end()ed) on a socket that never finished its handshake was
+  // never sent and kept the connection open for good (issue 15). Cut it.
+  if (TLS_ERROR.test(err.code ?? "")) {
     socket.destroy();
     return;
   }

@@ -9,6 +9,7 @@ import { resolve } from "node:path";
 import { checkNatListeners } from "../l4/nat-checks.js";
 import { validateMatchSpec } from "../router/match.js";
 import { compileRewrite } from "../router/rewrite.js";
+import { compileRegex } from "../router/safe-regex.js";
 import { didYouMean, type Segment } from "./load.js";
 import { NOT_IMPLEMENTED } from "./not-implemented.js";
 import type { Config, RouteConfig } from "./schema.js";
@@ -156,6 +157,12 @@ function checkMatch(r: RouteConfig, at: Segment[], ctx: CheckContext) {
       new RegExp(src);
     } catch (err) {
       say(segs, `regex does not compile: ${(err as Error).message}`);
+      return;
+    }
+    try {
+      compileRegex(src);
+    } catch (err) {
+      say(segs, `regex ${(err as Error).message}`);
     }
   };
   if (m.pathType === "regex") tryRegex([...at, "match", "path"], m.path);

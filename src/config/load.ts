@@ -43,7 +43,14 @@ export class ConfigError extends Error {
 }
 
 export function formatProblem(file: string, p: Problem): string {
-  return `${file}:${p.line}:${p.col} ${p.path || "(root)"}: ${p.message}`;
+  // One problem, one line (SPEC §1): a key or value quoted into a message may hold line
+  // breaks or other control characters (found by fuzzing, issue 15); they are escaped.
+  return oneLine(`${file}:${p.line}:${p.col} ${p.path || "(root)"}: ${p.message}`);
+}
+
+function oneLine(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is escaped
+  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1));
 }
 
 export type Segment = string | number;
@@ -106,6 +113,17 @@ export function parseConfig(text: string, opts: LoadOptions & { baseDir?: string
     const message = e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
     problems.push({ line: p.line, col: p.col, path: "", message });
   }
+  if (problems.length) throw new ConfigError(shown, problems);
+
+  // A key that is a mapping or a list (YAML's "? " complex keys) names nothing in this file:
+  // refused here, where its position is known, before toJS() would stringify it.
+  visit(doc, {
+    Pair(_, pair) {
+      if (pair.key === null || isScalar(pair.key)) return;
+      const at = pos((pair.key as Node).range?.[0] ?? 0);
+      problems.push({ ...at, path: "", message: "a key must be a plain string, not a mapping or a list" });
+    },
+  });
   if (problems.length) throw new ConfigError(shown, problems);
 
   const envFailed = new Set<string>();

@@ -82,6 +82,19 @@ const Listener = Strict(
         "Limits against slow or idle clients",
       ),
     ),
+    maxConnections: T.Integer({
+      minimum: 1,
+      default: 10000,
+      description:
+        "Open client connections this listener keeps at once (idle keep-alive ones included); beyond it new connections are closed on accept, so a flood of idle sockets cannot exhaust memory",
+    }),
+    maxHeaders: T.Integer({
+      minimum: 1,
+      maximum: 2000,
+      default: 100,
+      description:
+        "Request header fields allowed (as Envoy and HAProxy count them); more is 431 SY_HEADERS_TOO_LARGE, never silently dropped",
+    }),
     serverTiming: T.Boolean({
       default: false,
       description: "Add a Server-Timing header (reveals internals)",

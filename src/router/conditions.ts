@@ -5,6 +5,7 @@
  * explain`), so both read the same compiled data.
  */
 import type { RequestView } from "./request-view.js";
+import { compileRegex } from "./safe-regex.js";
 
 export type HeaderCondition = string | { regex: string } | { present: boolean };
 
@@ -67,11 +68,19 @@ export function compileHeaders(spec: Record<string, HeaderCondition>): HeaderTes
     const name = rawName.toLowerCase(); // RFC 9110 §5.1: field names are case-insensitive
     if (typeof cond === "string") return { name, kind: "exact", value: cond, re: undefined };
     if (cond !== null && typeof cond === "object" && "regex" in cond && typeof cond.regex === "string") {
+      let re: RegExp;
       try {
-        return { name, kind: "regex", value: cond.regex, re: new RegExp(cond.regex) };
+        re = new RegExp(cond.regex);
       } catch (err) {
         throw new Error(`header ${rawName}: regex does not compile: ${(err as Error).message}`);
       }
+      // Catastrophic-backtracking patterns run on the linear-time engine, or are refused (issue 15).
+      try {
+        re = compileRegex(cond.regex).re;
+      } catch (err) {
+        throw new Error(`header ${rawName}: regex ${(err as Error).message}`);
+      }
+      return { name, kind: "regex", value: cond.regex, re };
     }
     if (cond !== null && typeof cond === "object" && "present" in cond && typeof cond.present === "boolean") {
       return { name, kind: cond.present ? "present" : "absent", value: "", re: undefined };

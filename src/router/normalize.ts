@@ -75,12 +75,20 @@ function decodeUnreserved(path: string): string | null {
 }
 
 /**
+ * A dot segment with `;` parameters ("..;", ".;x"). RFC 3986 makes it an
+ * ordinary segment, so it survives normalisation, but servlet containers
+ * (Tomcat, Jetty) strip the parameters and then read "..": "/public/..;/admin"
+ * would be authorised as /public and served as /admin (issue 15). Refused.
+ */
+const DOT_PARAMS = /^\.\.?;/;
+
+/**
  * RFC 3986 §5.2.4 remove_dot_segments, plus merging of empty segments ("//")
  * as NGINX's merge_slashes does. ".." above the root stays at the root. A path
  * ending in "/", "/." or "/.." keeps a trailing slash, as §5.2.4 prescribes
  * ("/a/b/.." → "/a/").
  */
-function removeDotSegments(path: string): string {
+function removeDotSegments(path: string): string | null {
   const segments = path.split("/");
   const out: string[] = [];
   const last = segments.length - 1;
@@ -93,6 +101,8 @@ function removeDotSegments(path: string): string {
     } else if (s === "..") {
       out.pop();
       trailingSlash = i === last;
+    } else if (s.charCodeAt(0) === DOT && DOT_PARAMS.test(s)) {
+      return null;
     } else {
       out.push(s);
     }
@@ -107,7 +117,8 @@ function removeDotSegments(path: string): string {
  * match and forward, or null when the request must be rejected with 400
  * SY_BAD_PATH: a path not starting with "/" (also absolute-form and "*"
  * targets — the caller must reduce those first), an encoded "/" or "\", a raw
- * "\", a NUL, invalid percent-encoding, or encoded bytes that are not UTF-8.
+ * "\", a NUL, invalid percent-encoding, encoded bytes that are not UTF-8, or
+ * a dot segment carrying `;` parameters.
  * Returns its argument unchanged when it is already normal (no allocation).
  */
 export function normalizePath(rawPath: string): string | null {

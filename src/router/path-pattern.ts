@@ -5,6 +5,7 @@
  * and host are case-insensitive) against the already normalised request path.
  */
 import { normalizeConfigPath } from "./normalize.js";
+import { compileRegex } from "./safe-regex.js";
 
 export type PathType = "prefix" | "exact" | "regex" | "template";
 
@@ -99,6 +100,8 @@ export function compilePath(source = "/", kind: PathType = "prefix"): PathPatter
       } catch (err) {
         throw new Error(`regex "${source}" does not compile: ${(err as Error).message}`);
       }
+      // Catastrophic-backtracking patterns run on the linear-time engine, or are refused (issue 15).
+      re = compileRegex(source).re;
       return { ...base, re, paramNames: groupNames(source) };
     }
     case "template":
