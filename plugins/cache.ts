@@ -43,7 +43,8 @@ import {
   type Windows,
 } from "../src/cache/entry.js";
 import { writeHit } from "../src/cache/hit.js";
-import { hostOf, primaryKey, variantKey, varyHash, varyValues } from "../src/cache/key.js";
+import { invalidationTags, isUnsafe, type Target } from "../src/cache/invalidate.js";
+import { hostOf, primaryKey, uriTag, variantKey, varyHash, varyValues } from "../src/cache/key.js";
 import { isRefresh, REFRESH_HEADER, REFRESH_TOKEN } from "../src/cache/refresh.js";
 import { bytes, ms } from "../src/config/duration.js";
 import { LaneReply, LaneRequest } from "../src/lane-exchange.js";
@@ -77,12 +78,17 @@ interface Flight {
 
 interface CacheContext {
   key: string;
-  /** miss: went upstream; hit: answered from the cache; refresh: a background revalidation. */
-  phase: "miss" | "hit" | "refresh";
+  /**
+   * miss: went upstream; hit: answered from the cache; refresh: a background revalidation;
+   * invalidate: an unsafe request, whose non-error answer drops its URI's entries (RFC 9111 §4.4).
+   */
+  phase: "miss" | "hit" | "refresh" | "invalidate";
   /** Reply headers set by earlier hooks, so the upstream's own can be told apart. */
   before: Record<string, unknown>;
   stale?: Entry;
   revalidate?: Entry;
+  /** invalidate: the request's target, taken before the answer (a request's socket may be gone by then). */
+  target?: Target;
   flight?: Flight;
 }
 
@@ -157,11 +163,25 @@ export const cachePolicy = fp(
       return e && !("marker" in e) ? e : undefined;
     }
 
-    async function write(key: string, entry: Entry, retention: number): Promise<void> {
-      if (entry.vary.length === 0) return store.set(key, encode(entry), retention, entry.tags);
+    /** The request's target as the cache keys it (and invalidates it). */
+    function targetOf(request: FastifyRequest): Target {
+      const st = request.raw[kState]!;
+      return { scheme: request.protocol, host: hostOf(request.raw.headers), path: st.path, query: st.query };
+    }
+
+    /** Store `entry`, tagged with its target URI's tag too (invalidate.ts finds every variant by it). */
+    async function write(
+      request: FastifyRequest,
+      key: string,
+      entry: Entry,
+      retention: number,
+    ): Promise<void> {
+      const t = targetOf(request);
+      const tags = [...entry.tags, uriTag(t.scheme, t.host, t.path, t.query)];
+      if (entry.vary.length === 0) return store.set(key, encode(entry), retention, tags);
       // The marker lives as long as any variant may; each variant carries the tags.
-      await store.set(key, encode({ marker: true, vary: entry.vary }), retention + w.ttl);
-      await store.set(variantKey(key, entry.varyHash), encode(entry), retention, entry.tags);
+      await store.set(key, encode({ marker: true, vary: entry.vary }), retention + w.ttl, tags);
+      await store.set(variantKey(key, entry.varyHash), encode(entry), retention, tags);
     }
 
     function serve(request: FastifyRequest, reply: FastifyReply, entry: Entry, label: Shared["label"]) {
@@ -213,8 +233,11 @@ export const cachePolicy = fp(
       const raw = request.raw;
       const st = raw[kState]!;
       const claims = st.claims;
-      if (!methods.has(raw.method ?? "") || raw.headers.upgrade !== undefined)
+      if (!methods.has(raw.method ?? "") || raw.headers.upgrade !== undefined) {
+        if (isUnsafe(raw.method ?? ""))
+          raw[kCache] = { key: "", phase: "invalidate", before: {}, target: targetOf(request) };
         return mark(request, reply, "BYPASS");
+      }
       if (raw.headers.authorization !== undefined && !(bySubject && claims?.sub !== undefined))
         return mark(request, reply, "BYPASS");
       const refresh = isRefresh(request);
@@ -316,6 +339,19 @@ export const cachePolicy = fp(
     async function cacheStore(request: FastifyRequest, reply: FastifyReply, payload: unknown) {
       const ctx = request.raw[kCache];
       if (ctx === undefined || ctx.phase === "hit") return payload;
+      if (ctx.phase === "invalidate") {
+        const status = reply.statusCode;
+        // Awaited before the answer leaves: a client that reads after its write never sees the old copy.
+        if (status >= 200 && status < 400)
+          await store.invalidate(
+            invalidationTags(
+              ctx.target!,
+              request.raw.headers,
+              toHeaders(reply.getHeaders() as OutgoingHttpHeaders),
+            ),
+          );
+        return payload;
+      }
       if (ctx.revalidate !== undefined) {
         delete request.raw.headers["if-none-match"];
         delete request.raw.headers["if-modified-since"];
@@ -328,7 +364,7 @@ export const cachePolicy = fp(
         const r = revalidated(ctx.revalidate, requestView(request), headers, w, hashOf);
         const entry = "entry" in r ? r.entry : ctx.revalidate;
         settle(ctx, { entry, label: "HIT" });
-        if ("entry" in r) await write(ctx.key, r.entry, r.retention);
+        if ("entry" in r) await write(request, ctx.key, r.entry, r.retention);
         return replace(request, reply, ctx, entry, "HIT");
       }
       if (status >= 500 && ctx.stale !== undefined) {
@@ -361,7 +397,7 @@ export const cachePolicy = fp(
           return;
         }
         settle(ctx, { entry: r.entry, label: "HIT" });
-        await write(ctx.key, r.entry, r.retention);
+        await write(request, ctx.key, r.entry, r.retention);
       };
       if (
         payload === undefined ||
