@@ -362,6 +362,13 @@ export const cachePolicy = fp(
       if (ctx.revalidate !== undefined && status === 304) {
         drain(payload);
         const r = revalidated(ctx.revalidate, requestView(request), headers, w, hashOf);
+        if ("mismatch" in r) {
+          // The 304 names other validators than the stored ones (RFC 9111 §4.3.4): nothing is
+          // refreshed, and the next request asks again. This client asked unconditionally and
+          // must get a body: the stored one, labelled STALE, as it was not validated.
+          settle(ctx, undefined);
+          return replace(request, reply, ctx, ctx.revalidate, "STALE");
+        }
         const entry = "entry" in r ? r.entry : ctx.revalidate;
         settle(ctx, { entry, label: "HIT" });
         if ("entry" in r) await write(request, ctx.key, r.entry, r.retention);

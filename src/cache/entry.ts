@@ -32,6 +32,13 @@ export interface Entry {
   vary: string[];
   varyHash: string;
   tags: string[];
+  /**
+   * http-cache-semantics' own record of the exchange (CachePolicy.toObject()), so that a 304
+   * is judged by its revalidatedPolicy (validation by the letter, RFC 9111 §4.3.4). Built from
+   * a request reduced to what the policy reads (method, URL, Host, Cache-Control and the Vary
+   * names): a shared store never keeps a client's Cookie. Absent in entries of older versions.
+   */
+  policy?: CachePolicy.CachePolicyObject;
 }
 
 /** What the primary key holds when the upstream's response has a Vary. */
@@ -117,17 +124,8 @@ export function buildEntry(
   const vary = varyNames(headers);
   // Stryker disable next-line StringLiteral: equivalent, the reason is never read
   if (vary.includes("*")) return { reason: "vary-star" };
-  const { authorization: _, ...reqHeaders } = req.headers;
-  const reqCc = reqHeaders["cache-control"];
-  if (typeof reqCc === "string") reqHeaders["cache-control"] = lowerDirectives(reqCc);
-  const res = { status, headers: flat(headers) };
-  const resCc = res.headers["cache-control"];
-  if (resCc !== undefined) res.headers["cache-control"] = lowerDirectives(resCc);
-  const policy = new CachePolicy(
-    { method: req.method, url: req.url, headers: reqHeaders as Record<string, string> },
-    res,
-    { shared: true, cacheHeuristic: 0, immutableMinTimeToLive: 0 },
-  );
+  const res = policyResponse(status, headers);
+  const policy = new CachePolicy(policyRequest(req, vary), res, POLICY_OPTIONS);
   // Stryker disable next-line StringLiteral: equivalent, the reason is never read
   if (!policy.storable()) return { reason: "not-storable" };
   const cc = directives(res.headers["cache-control"]);
@@ -159,9 +157,37 @@ export function buildEntry(
       // Stryker disable next-line ConditionalExpression,EqualityOperator,StringLiteral: equivalent, varyHash is compared only when vary is not empty
       varyHash: vary.length > 0 ? varyHashOf(vary) : "",
       tags: tagsOf(headers),
+      policy: policy.toObject(),
     },
     retention,
   };
+}
+
+const POLICY_OPTIONS = { shared: true, cacheHeuristic: 0, immutableMinTimeToLive: 0 };
+
+/**
+ * The request as the policy needs it: method, URL, Host, Cache-Control (directive names in lower
+ * case) and the headers the response varies on. Authorization is the caller's decision (the
+ * policy is asked as if there were none); nothing else is kept in the stored policy.
+ */
+function policyRequest(req: Request, vary: readonly string[]): CachePolicy.Request {
+  const h = req.headers;
+  const headers: Record<string, string> = {};
+  if (h.host !== undefined) headers.host = h.host;
+  const cc = h["cache-control"];
+  if (typeof cc === "string") headers["cache-control"] = lowerDirectives(cc);
+  for (const name of vary) {
+    const v = h[name];
+    if (v !== undefined) headers[name] = Array.isArray(v) ? v.join(", ") : v;
+  }
+  return { method: req.method, url: req.url, headers };
+}
+
+function policyResponse(status: number, headers: Headers): { status: number; headers: Record<string, string> } {
+  const res = { status, headers: flat(headers) };
+  const resCc = res.headers["cache-control"];
+  if (resCc !== undefined) res.headers["cache-control"] = lowerDirectives(resCc);
+  return res;
 }
 
 /** Per-response or cache-internal headers that a stored copy must not replay. */
@@ -180,8 +206,15 @@ const UNSTORED = new Set([
 ]);
 
 /**
- * The entry after a 304 revalidation (RFC 9111 §4.3.4): the 304's headers
- * replace the stored ones, except those that describe the stored body.
+ * The entry after a 304 to the gateway's own conditional request (RFC 9111
+ * §4.3.4), or `mismatch` when the 304 does not select it: its validators are
+ * not the stored ones (a strong ETag that differs, a weak one that does not
+ * match, another Last-Modified), judged by http-cache-semantics'
+ * revalidatedPolicy against the stored policy. A mismatched 304 updates
+ * nothing. When it matches, the stored header fields are updated per §3.2:
+ * every field of the 304 is added or replaces the stored one, except those
+ * that describe the stored body (Content-Length and the codings). The library
+ * only replaces fields the stored response already had, so the merge is ours.
  */
 export function revalidated(
   old: Entry,
@@ -190,7 +223,13 @@ export function revalidated(
   w: Windows,
   varyHashOf: (names: string[]) => string,
   now = Date.now(),
-): ReturnType<typeof buildEntry> {
+): ReturnType<typeof buildEntry> | { mismatch: true } {
+  const preq = policyRequest(req, old.vary);
+  const before =
+    old.policy !== undefined
+      ? CachePolicy.fromObject(old.policy)
+      : new CachePolicy(preq, policyResponse(old.status, old.headers), POLICY_OPTIONS);
+  if (!before.revalidatedPolicy(preq, policyResponse(304, notModified)).matches) return { mismatch: true };
   const headers: Headers = { ...old.headers };
   for (const [k, v] of Object.entries(notModified)) {
     if (!BODY_HEADERS.has(k)) headers[k] = v;
