@@ -183,7 +183,10 @@ function policyRequest(req: Request, vary: readonly string[]): CachePolicy.Reque
   return { method: req.method, url: req.url, headers };
 }
 
-function policyResponse(status: number, headers: Headers): { status: number; headers: Record<string, string> } {
+function policyResponse(
+  status: number,
+  headers: Headers,
+): { status: number; headers: Record<string, string> } {
   const res = { status, headers: flat(headers) };
   const resCc = res.headers["cache-control"];
   if (resCc !== undefined) res.headers["cache-control"] = lowerDirectives(resCc);
