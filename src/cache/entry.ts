@@ -13,6 +13,7 @@
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import CachePolicy from "http-cache-semantics";
+import { type CacheControl, parseCacheControl, settleFreshness } from "./freshness-fields.js";
 
 export type Headers = Record<string, string | string[]>;
 
@@ -28,6 +29,12 @@ export interface Entry {
   lifetime: number;
   /** Whether the response allows being served stale at all. */
   staleOk: boolean;
+  /**
+   * The upstream's own stale-while-revalidate / stale-if-error (RFC 5861), in ms, when its
+   * Cache-Control has them: they replace the route's windows for this response.
+   */
+  swr?: number;
+  sie?: number;
   /** The upstream's Vary names (lower-case) and this request's values for them. */
   vary: string[];
   varyHash: string;
@@ -52,13 +59,6 @@ export interface Windows {
   ttl: number;
   swr: number;
   sie: number;
-}
-
-/** Only what the cache needs from Cache-Control (http-cache-semantics keeps its parse private). */
-function directives(cc: string | undefined): Set<string> {
-  const out = new Set<string>();
-  if (cc) for (const part of cc.split(",")) out.add(part.split("=", 1)[0].trim().toLowerCase());
-  return out;
 }
 
 /**
@@ -124,11 +124,13 @@ export function buildEntry(
   const vary = varyNames(headers);
   // Stryker disable next-line StringLiteral: equivalent, the reason is never read
   if (vary.includes("*")) return { reason: "vary-star" };
-  const res = policyResponse(status, headers);
+  const { res, cc: parsed } = policyResponse(status, headers);
   const policy = new CachePolicy(policyRequest(req, vary), res, POLICY_OPTIONS);
   // Stryker disable next-line StringLiteral: equivalent, the reason is never read
   if (!policy.storable()) return { reason: "not-storable" };
-  const cc = directives(res.headers["cache-control"]);
+  const cc = parsed.names;
+  const swr = secondsToMs(parsed.delta.get("stale-while-revalidate"));
+  const sie = secondsToMs(parsed.delta.get("stale-if-error"));
   const explicit = cc.has("max-age") || cc.has("s-maxage") || res.headers.expires !== undefined;
   const lifetime = cc.has("no-cache") ? 0 : explicit ? Math.min(policy.maxAge() * 1000, w.ttl) : w.ttl;
   const staleOk = !["no-cache", "must-revalidate", "proxy-revalidate", "s-maxage"].some((d) => cc.has(d));
@@ -139,7 +141,8 @@ export function buildEntry(
   const validators = res.headers.etag !== undefined || res.headers["last-modified"] !== undefined;
   // Stryker disable next-line ArithmeticOperator: equivalent, see above
   const fresh = lifetime - age0 * 1000;
-  const retention = Math.max(0, fresh + (staleOk ? Math.max(w.swr, w.sie) : 0)) + (validators ? w.ttl : 0);
+  const stale = staleOk ? Math.max(swr ?? w.swr, sie ?? w.sie) : 0;
+  const retention = Math.max(0, fresh + stale) + (validators ? w.ttl : 0);
   // Stryker disable next-line ConditionalExpression,EqualityOperator,StringLiteral: equivalent, an entry stored for 0 ms (or less) is expired when read
   if (retention <= 0) return { reason: "no-lifetime" };
   const stored: Headers = {};
@@ -153,6 +156,8 @@ export function buildEntry(
       age0,
       lifetime,
       staleOk,
+      swr,
+      sie,
       vary,
       // Stryker disable next-line ConditionalExpression,EqualityOperator,StringLiteral: equivalent, varyHash is compared only when vary is not empty
       varyHash: vary.length > 0 ? varyHashOf(vary) : "",
@@ -183,14 +188,19 @@ function policyRequest(req: Request, vary: readonly string[]): CachePolicy.Reque
   return { method: req.method, url: req.url, headers };
 }
 
+/** The response as the policy reads it: freshness fields settled by the letter (freshness-fields.ts). */
 function policyResponse(
   status: number,
   headers: Headers,
-): { status: number; headers: Record<string, string> } {
+): { res: { status: number; headers: Record<string, string> }; cc: CacheControl } {
   const res = { status, headers: flat(headers) };
-  const resCc = res.headers["cache-control"];
-  if (resCc !== undefined) res.headers["cache-control"] = lowerDirectives(resCc);
-  return res;
+  const cc = parseCacheControl(res.headers["cache-control"]);
+  settleFreshness(res.headers, cc);
+  return { res, cc };
+}
+
+function secondsToMs(s: number | undefined): number | undefined {
+  return s === undefined ? undefined : s * 1000;
 }
 
 /** Per-response or cache-internal headers that a stored copy must not replay. */
@@ -231,8 +241,9 @@ export function revalidated(
   const before =
     old.policy !== undefined
       ? CachePolicy.fromObject(old.policy)
-      : new CachePolicy(preq, policyResponse(old.status, old.headers), POLICY_OPTIONS);
-  if (!before.revalidatedPolicy(preq, policyResponse(304, notModified)).matches) return { mismatch: true };
+      : new CachePolicy(preq, policyResponse(old.status, old.headers).res, POLICY_OPTIONS);
+  if (!before.revalidatedPolicy(preq, policyResponse(304, notModified).res).matches)
+    return { mismatch: true };
   const headers: Headers = { ...old.headers };
   for (const [k, v] of Object.entries(notModified)) {
     if (!BODY_HEADERS.has(k)) headers[k] = v;
@@ -252,8 +263,8 @@ export type Freshness = "fresh" | "stale-while-revalidate" | "stale-if-error" | 
 export function freshness(e: Entry, w: Windows, now = Date.now()): Freshness {
   const age = ageOf(e, now) * 1000;
   if (age < e.lifetime) return "fresh";
-  if (e.staleOk && age < e.lifetime + w.swr) return "stale-while-revalidate";
-  if (e.staleOk && age < e.lifetime + w.sie) return "stale-if-error";
+  if (e.staleOk && age < e.lifetime + (e.swr ?? w.swr)) return "stale-while-revalidate";
+  if (e.staleOk && age < e.lifetime + (e.sie ?? w.sie)) return "stale-if-error";
   return "expired";
 }
 
