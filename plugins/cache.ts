@@ -45,6 +45,7 @@ import {
 import { writeHit } from "../src/cache/hit.js";
 import { invalidationTags, isUnsafe, type Target } from "../src/cache/invalidate.js";
 import { hostOf, primaryKey, uriTag, variantKey, varyHash, varyValues } from "../src/cache/key.js";
+import { rangeAnswer } from "../src/cache/range.js";
 import { isRefresh, REFRESH_HEADER, REFRESH_TOKEN } from "../src/cache/refresh.js";
 import { bytes, ms } from "../src/config/duration.js";
 import { LaneReply, LaneRequest } from "../src/lane-exchange.js";
@@ -184,20 +185,41 @@ export const cachePolicy = fp(
       await store.set(variantKey(key, entry.varyHash), encode(entry), retention, tags);
     }
 
-    function serve(request: FastifyRequest, reply: FastifyReply, entry: Entry, label: Shared["label"]) {
+    /**
+     * The one builder of an answer from a stored entry on Fastify's path (serve() in the lookup,
+     * replace() in onSend; the lanes' fresh 200s are hit.ts): status, headers and the body to
+     * send — a 304 for a matching conditional, a 206/416 for a Range (range.ts), else the
+     * stored response (no body for HEAD).
+     */
+    function answerFrom(
+      request: FastifyRequest,
+      reply: FastifyReply,
+      entry: Entry,
+      label: Shared["label"],
+    ): Buffer | undefined {
       const ctx = request.raw[kCache];
       if (ctx) ctx.phase = "hit";
-      const head = request.raw.method === "HEAD";
-      const age = String(Math.floor(ageOf(entry)));
       mark(request, reply, label);
-      reply.header("x-request-id", request.id).header("age", age);
+      reply.header("x-request-id", request.id).header("age", String(Math.floor(ageOf(entry))));
       if (notModified(request.raw.headers, entry)) {
-        return reply.code(304).headers(notModifiedHeaders(entry)).send();
+        reply.code(304).headers(notModifiedHeaders(entry));
+        return undefined;
       }
-      return reply
-        .code(entry.status)
-        .headers(entry.headers)
-        .send(head ? undefined : entry.body);
+      const ranged = rangeAnswer(request.raw.headers, request.raw.method, entry);
+      if (ranged?.status === 416) {
+        reply.code(416).headers(ranged.headers);
+        return undefined;
+      }
+      reply.code(ranged?.status ?? entry.status).headers(entry.headers);
+      if (ranged !== undefined) {
+        reply.headers(ranged.headers);
+        return ranged.body;
+      }
+      return request.raw.method === "HEAD" ? undefined : entry.body;
+    }
+
+    function serve(request: FastifyRequest, reply: FastifyReply, entry: Entry, label: Shared["label"]) {
+      return reply.send(answerFrom(request, reply, entry, label));
     }
 
     /** staleWhileRevalidate: one background request per key re-runs the route and stores its answer. */
@@ -317,15 +339,7 @@ export const cachePolicy = fp(
       label: Shared["label"],
     ) {
       for (const k of Object.keys(reply.getHeaders())) if (!(k in ctx.before)) reply.removeHeader(k);
-      ctx.phase = "hit";
-      mark(request, reply, label);
-      reply.header("x-request-id", request.id).header("age", String(Math.floor(ageOf(entry))));
-      if (notModified(request.raw.headers, entry)) {
-        reply.code(304).headers(notModifiedHeaders(entry));
-        return "";
-      }
-      reply.code(entry.status).headers(entry.headers);
-      return request.raw.method === "HEAD" ? "" : entry.body;
+      return answerFrom(request, reply, entry, label) ?? "";
     }
 
     function requestView(request: FastifyRequest) {
@@ -460,6 +474,7 @@ export const cachePolicy = fp(
           h.authorization !== undefined ||
           h.upgrade !== undefined ||
           h[REFRESH_HEADER] !== undefined ||
+          h.range !== undefined ||
           isConditional(h)
         )
           return undefined;
