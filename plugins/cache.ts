@@ -137,6 +137,12 @@ export const cachePolicy = fp(
       ttl: ms(cfg.ttl),
       swr: ms(cfg.staleWhileRevalidate ?? "0ms"),
       sie: ms(cfg.staleIfError ?? "0ms"),
+      targeting: { fields: cfg.targeted, pass: cfg.passTargeted },
+    };
+    /** Targeted fields that stop here (RFC 9213: they speak to this cache, not to the next one). */
+    const stopped = cfg.passTargeted ? [] : cfg.targeted;
+    const stopTargeted = (reply: FastifyReply) => {
+      for (const name of stopped) reply.removeHeader(name);
     };
     const maxEntrySize = bytes(cfg.maxEntrySize);
     const vary = (cfg.vary ?? []).map((v) => v.toLowerCase());
@@ -352,8 +358,13 @@ export const cachePolicy = fp(
 
     async function cacheStore(request: FastifyRequest, reply: FastifyReply, payload: unknown) {
       const ctx = request.raw[kCache];
-      if (ctx === undefined || ctx.phase === "hit") return payload;
+      if (ctx?.phase === "hit") return payload;
+      if (ctx === undefined) {
+        stopTargeted(reply);
+        return payload;
+      }
       if (ctx.phase === "invalidate") {
+        stopTargeted(reply);
         const status = reply.statusCode;
         // Awaited before the answer leaves: a client that reads after its write never sees the old copy.
         if (status >= 200 && status < 400)
@@ -398,6 +409,7 @@ export const cachePolicy = fp(
       // Tags are for the cache, not for clients (as CDNs strip them).
       reply.removeHeader("surrogate-key");
       reply.removeHeader("cache-tag");
+      stopTargeted(reply);
       const head = request.raw.method === "HEAD";
       const length = Number(headers["content-length"]);
       if (status === 304 || status === 206 || (!head && length > maxEntrySize)) {

@@ -14,6 +14,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import CachePolicy from "http-cache-semantics";
 import { type CacheControl, parseCacheControl, settleFreshness } from "./freshness-fields.js";
+import { governing, type Targeting, type TargetedField, targetedOf } from "./targeted.js";
 
 export type Headers = Record<string, string | string[]>;
 
@@ -46,6 +47,11 @@ export interface Entry {
    * names): a shared store never keeps a client's Cookie. Absent in entries of older versions.
    */
   policy?: CachePolicy.CachePolicyObject;
+  /**
+   * The targeted field that governed this entry, kept here when it is not passed on to clients
+   * (so not among `headers`): a 304 without one is judged by it again.
+   */
+  targeted?: [TargetedField, string];
 }
 
 /** What the primary key holds when the upstream's response has a Vary. */
@@ -59,6 +65,8 @@ export interface Windows {
   ttl: number;
   swr: number;
   sie: number;
+  /** Targeted cache control (targeted.ts); absent = none obeyed. */
+  targeting?: Targeting;
 }
 
 /**
@@ -124,7 +132,8 @@ export function buildEntry(
   const vary = varyNames(headers);
   // Stryker disable next-line StringLiteral: equivalent, the reason is never read
   if (vary.includes("*")) return { reason: "vary-star" };
-  const { res, cc: parsed } = policyResponse(status, headers);
+  const targeted = w.targeting && targetedOf(headers, w.targeting);
+  const { res, cc: parsed } = policyResponse(status, headers, targeted?.[1]);
   const policy = new CachePolicy(policyRequest(req, vary), res, POLICY_OPTIONS);
   // Stryker disable next-line StringLiteral: equivalent, the reason is never read
   if (!policy.storable()) return { reason: "not-storable" };
@@ -146,7 +155,9 @@ export function buildEntry(
   // Stryker disable next-line ConditionalExpression,EqualityOperator,StringLiteral: equivalent, an entry stored for 0 ms (or less) is expired when read
   if (retention <= 0) return { reason: "no-lifetime" };
   const stored: Headers = {};
-  for (const [k, v] of Object.entries(headers)) if (!UNSTORED.has(k)) stored[k] = v;
+  const strip = w.targeting?.pass === false ? w.targeting.fields : [];
+  for (const [k, v] of Object.entries(headers))
+    if (!UNSTORED.has(k) && !strip.includes(k as TargetedField)) stored[k] = v;
   return {
     entry: {
       status,
@@ -163,6 +174,7 @@ export function buildEntry(
       varyHash: vary.length > 0 ? varyHashOf(vary) : "",
       tags: tagsOf(headers),
       policy: policy.toObject(),
+      targeted: targeted !== undefined && strip.includes(targeted[0]) ? targeted : undefined,
     },
     retention,
   };
@@ -192,8 +204,14 @@ function policyRequest(req: Request, vary: readonly string[]): CachePolicy.Reque
 function policyResponse(
   status: number,
   headers: Headers,
+  targeted?: string,
 ): { res: { status: number; headers: Record<string, string> }; cc: CacheControl } {
   const res = { status, headers: flat(headers) };
+  if (targeted !== undefined) {
+    // RFC 9213 §2.2: the targeted field instead of Cache-Control and Expires (targeted.ts).
+    res.headers["cache-control"] = governing(res.headers["cache-control"], targeted)!;
+    delete res.headers.expires;
+  }
   const cc = parseCacheControl(res.headers["cache-control"]);
   settleFreshness(res.headers, cc);
   return { res, cc };
@@ -245,6 +263,7 @@ export function revalidated(
   if (!before.revalidatedPolicy(preq, policyResponse(304, notModified).res).matches)
     return { mismatch: true };
   const headers: Headers = { ...old.headers };
+  if (old.targeted !== undefined) headers[old.targeted[0]] = old.targeted[1];
   for (const [k, v] of Object.entries(notModified)) {
     if (!BODY_HEADERS.has(k)) headers[k] = v;
   }

@@ -445,6 +445,15 @@ const Route = Strict(
           ),
           coalesce: T.Boolean({ default: true, description: "One upstream request for concurrent misses" }),
           maxEntrySize: Size("Largest response stored", "1mb"),
+          targeted: T.Array(T.Union([T.Literal("cdn-cache-control"), T.Literal("surrogate-control")]), {
+            default: ["cdn-cache-control"],
+            description:
+              "Targeted fields (RFC 9213) that govern this cache instead of Cache-Control and Expires, first present wins; surrogate-control is read for max-age and no-store. Cache-Control private/no-store still keep a response out",
+          }),
+          passTargeted: T.Boolean({
+            default: false,
+            description: "Pass the targeted fields on to clients (by default they stop at the gateway)",
+          }),
         },
         "Response cache",
       ),
