@@ -14,7 +14,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import CachePolicy from "http-cache-semantics";
 import { type CacheControl, parseCacheControl, settleFreshness } from "./freshness-fields.js";
-import { governing, type Targeting, type TargetedField, targetedOf } from "./targeted.js";
+import { governing, type TargetedField, type Targeting, targetedOf } from "./targeted.js";
 
 export type Headers = Record<string, string | string[]>;
 
