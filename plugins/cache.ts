@@ -29,6 +29,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { logsInfo, onResponseClose } from "../src/access-log.js";
 import { Capture } from "../src/cache/capture.js";
+import { clientDirectives, clientVerdict } from "../src/cache/client-directives.js";
 import { isConditional, notModified, notModifiedHeaders } from "../src/cache/conditional.js";
 import {
   ageOf,
@@ -48,6 +49,7 @@ import { hostOf, primaryKey, uriTag, variantKey, varyHash, varyValues } from "..
 import { rangeAnswer } from "../src/cache/range.js";
 import { isRefresh, REFRESH_HEADER, REFRESH_TOKEN } from "../src/cache/refresh.js";
 import { bytes, ms } from "../src/config/duration.js";
+import { errors } from "../src/errors.js";
 import { LaneReply, LaneRequest } from "../src/lane-exchange.js";
 import { laneable, type PolicyOptions } from "../src/policies.js";
 import { genReqId, kState, type RequestState } from "../src/request-state.js";
@@ -147,6 +149,7 @@ export const cachePolicy = fp(
     const maxEntrySize = bytes(cfg.maxEntrySize);
     const vary = (cfg.vary ?? []).map((v) => v.toLowerCase());
     const bySubject = vary.includes("jwt:sub");
+    const obeyClient = cfg.obeyClientCacheControl;
     // The cors policy's onSend runs before this one and sets these per request (hits included):
     // a stored copy would answer one origin with another's grant.
     const perRequest = new Set(
@@ -288,12 +291,17 @@ export const cachePolicy = fp(
       const entry = pre !== undefined && pre.key === key ? pre.entry : await read(key, raw);
       const ctx: CacheContext = { key, phase: "miss", before: reply.getHeaders() };
       raw[kCache] = ctx;
+      const client = obeyClient ? clientDirectives(raw.headers) : undefined;
       if (entry !== undefined) {
         const f = freshness(entry, w);
-        if (f === "fresh") return serve(request, reply, entry, "HIT");
-        if (f === "stale-while-revalidate") {
-          refreshInBackground(request, key);
-          return serve(request, reply, entry, "STALE");
+        const verdict = client === undefined ? "default" : clientVerdict(client, entry, f);
+        if (verdict === "use") return serve(request, reply, entry, f === "fresh" ? "HIT" : "STALE");
+        if (verdict === "default") {
+          if (f === "fresh") return serve(request, reply, entry, "HIT");
+          if (f === "stale-while-revalidate") {
+            refreshInBackground(request, key);
+            return serve(request, reply, entry, "STALE");
+          }
         }
         if (f === "stale-if-error") ctx.stale = entry;
         if (hasValidators(entry) && !isConditional(raw.headers)) {
@@ -305,6 +313,12 @@ export const cachePolicy = fp(
           if (etag !== undefined) raw.headers["if-none-match"] = String(etag);
           else if (lm !== undefined) raw.headers["if-modified-since"] = String(lm);
         }
+      }
+      if (client?.onlyIfCached) {
+        // Nothing stored will do, and the client forbids asking (RFC 9111 §5.2.1.7): 504, nothing stored.
+        raw[kCache] = undefined;
+        mark(request, reply, "MISS");
+        throw new errors.SY_NOT_CACHED();
       }
       // A Range request's answer (206) is never stored, so it does not lead a coalesced miss.
       if (!cfg.coalesce || raw.headers.range !== undefined) return;
@@ -487,6 +501,8 @@ export const cachePolicy = fp(
           h.upgrade !== undefined ||
           h[REFRESH_HEADER] !== undefined ||
           h.range !== undefined ||
+          // The lanes answer fresh hits only: a client's own directives are cacheLookup's to weigh.
+          (obeyClient && (h["cache-control"] !== undefined || h.pragma !== undefined)) ||
           isConditional(h)
         )
           return undefined;

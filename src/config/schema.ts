@@ -450,6 +450,11 @@ const Route = Strict(
             description:
               "Targeted fields (RFC 9213) that govern this cache instead of Cache-Control and Expires, first present wins; surrogate-control is read for max-age and no-store. Cache-Control private/no-store still keep a response out",
           }),
+          obeyClientCacheControl: T.Boolean({
+            default: false,
+            description:
+              "Obey the client's Cache-Control no-cache, max-age, min-fresh, max-stale and only-if-cached (504 SY_NOT_CACHED when nothing stored will do); off: a client cannot force misses onto the upstream",
+          }),
           passTargeted: T.Boolean({
             default: false,
             description: "Pass the targeted fields on to clients (by default they stop at the gateway)",
