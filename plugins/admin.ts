@@ -32,6 +32,7 @@ import { maskConfig } from "../src/admin/snapshot.js";
 import type { PurgeRequest } from "../src/cache/purge.js";
 import { type ErrorCode, errorResponse } from "../src/errors.js";
 import { listenError } from "../src/l4/listen-error.js";
+import { fixedEtag, useCaching } from "./cache-control.js";
 
 /** The dashboard ships as one file beside src/ and plugins/ (and beside dist/ once built). */
 function dashboardPage(): string {
@@ -109,9 +110,12 @@ export async function startAdmin(ops: AdminOps, logger?: Logger): Promise<AdminS
   });
   app.setNotFoundHandler((request, reply) => sendError(reply, "SY_NO_ROUTE", request.id));
 
-  app.get("/", (_req, reply) =>
-    reply.type("text/html; charset=utf-8").header("cache-control", "no-store").send(page),
-  );
+  // The page holds no data (every call it makes carries the token): a browser may keep it but
+  // asks each time (no-cache), and gets 304 while it is unchanged (@fastify/caching, issue 12).
+  app.register(async function dashboard(scope) {
+    await useCaching(scope, { privacy: "no-cache" }, { tag: fixedEtag(page) });
+    scope.get("/", (_req, reply) => reply.type("text/html; charset=utf-8").send(page));
+  });
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async (_req, reply) => {
     const r = await ops.ready();

@@ -309,9 +309,10 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
    * (src/lane-plan.ts). The cache needs the body as a payload: reply-from.
    * Same retry, error and header rules on both paths; decided per route at load.
    * A route's own plugins may add any onSend hook, which must see the upstream's
-   * answer (issue 13): reply-from's path, like the cache.
+   * answer (issue 13): reply-from's path, like the cache. So does @fastify/caching's onSend for
+   * a route's `cacheControl` (issue 12, plugins/cache-control.ts).
    */
-  const direct = !route.config.cache && !route.config.plugins?.length;
+  const direct = !route.config.cache && !route.config.plugins?.length && !route.config.cacheControl;
 
   function streamAttempt(request: FastifyRequest, st: RequestState, target: Target, timeout: number): void {
     const body = request.body;

@@ -29,6 +29,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { logsInfo, onResponseClose } from "../src/access-log.js";
 import { Capture } from "../src/cache/capture.js";
+import { clientDirectives, clientVerdict } from "../src/cache/client-directives.js";
 import { isConditional, notModified, notModifiedHeaders } from "../src/cache/conditional.js";
 import {
   ageOf,
@@ -43,9 +44,12 @@ import {
   type Windows,
 } from "../src/cache/entry.js";
 import { writeHit } from "../src/cache/hit.js";
-import { hostOf, primaryKey, variantKey, varyHash, varyValues } from "../src/cache/key.js";
+import { invalidationTags, isUnsafe, type Target } from "../src/cache/invalidate.js";
+import { hostOf, primaryKey, uriTag, variantKey, varyHash, varyValues } from "../src/cache/key.js";
+import { rangeAnswer } from "../src/cache/range.js";
 import { isRefresh, REFRESH_HEADER, REFRESH_TOKEN } from "../src/cache/refresh.js";
 import { bytes, ms } from "../src/config/duration.js";
+import { errors } from "../src/errors.js";
 import { LaneReply, LaneRequest } from "../src/lane-exchange.js";
 import { laneable, type PolicyOptions } from "../src/policies.js";
 import { genReqId, kState, type RequestState } from "../src/request-state.js";
@@ -77,12 +81,17 @@ interface Flight {
 
 interface CacheContext {
   key: string;
-  /** miss: went upstream; hit: answered from the cache; refresh: a background revalidation. */
-  phase: "miss" | "hit" | "refresh";
+  /**
+   * miss: went upstream; hit: answered from the cache; refresh: a background revalidation;
+   * invalidate: an unsafe request, whose non-error answer drops its URI's entries (RFC 9111 §4.4).
+   */
+  phase: "miss" | "hit" | "refresh" | "invalidate";
   /** Reply headers set by earlier hooks, so the upstream's own can be told apart. */
   before: Record<string, unknown>;
   stale?: Entry;
   revalidate?: Entry;
+  /** invalidate: the request's target, taken before the answer (a request's socket may be gone by then). */
+  target?: Target;
   flight?: Flight;
 }
 
@@ -130,10 +139,17 @@ export const cachePolicy = fp(
       ttl: ms(cfg.ttl),
       swr: ms(cfg.staleWhileRevalidate ?? "0ms"),
       sie: ms(cfg.staleIfError ?? "0ms"),
+      targeting: { fields: cfg.targeted, pass: cfg.passTargeted },
+    };
+    /** Targeted fields that stop here (RFC 9213: they speak to this cache, not to the next one). */
+    const stopped = cfg.passTargeted ? [] : cfg.targeted;
+    const stopTargeted = (reply: FastifyReply) => {
+      for (const name of stopped) reply.removeHeader(name);
     };
     const maxEntrySize = bytes(cfg.maxEntrySize);
     const vary = (cfg.vary ?? []).map((v) => v.toLowerCase());
     const bySubject = vary.includes("jwt:sub");
+    const obeyClient = cfg.obeyClientCacheControl;
     // The cors policy's onSend runs before this one and sets these per request (hits included):
     // a stored copy would answer one origin with another's grant.
     const perRequest = new Set(
@@ -157,27 +173,62 @@ export const cachePolicy = fp(
       return e && !("marker" in e) ? e : undefined;
     }
 
-    async function write(key: string, entry: Entry, retention: number): Promise<void> {
-      if (entry.vary.length === 0) return store.set(key, encode(entry), retention, entry.tags);
+    /** The request's target as the cache keys it (and invalidates it). */
+    function targetOf(request: FastifyRequest): Target {
+      const st = request.raw[kState]!;
+      return { scheme: request.protocol, host: hostOf(request.raw.headers), path: st.path, query: st.query };
+    }
+
+    /** Store `entry`, tagged with its target URI's tag too (invalidate.ts finds every variant by it). */
+    async function write(
+      request: FastifyRequest,
+      key: string,
+      entry: Entry,
+      retention: number,
+    ): Promise<void> {
+      const t = targetOf(request);
+      const tags = [...entry.tags, uriTag(t.scheme, t.host, t.path, t.query)];
+      if (entry.vary.length === 0) return store.set(key, encode(entry), retention, tags);
       // The marker lives as long as any variant may; each variant carries the tags.
-      await store.set(key, encode({ marker: true, vary: entry.vary }), retention + w.ttl);
-      await store.set(variantKey(key, entry.varyHash), encode(entry), retention, entry.tags);
+      await store.set(key, encode({ marker: true, vary: entry.vary }), retention + w.ttl, tags);
+      await store.set(variantKey(key, entry.varyHash), encode(entry), retention, tags);
+    }
+
+    /**
+     * The one builder of an answer from a stored entry on Fastify's path (serve() in the lookup,
+     * replace() in onSend; the lanes' fresh 200s are hit.ts): status, headers and the body to
+     * send — a 304 for a matching conditional, a 206/416 for a Range (range.ts), else the
+     * stored response (no body for HEAD).
+     */
+    function answerFrom(
+      request: FastifyRequest,
+      reply: FastifyReply,
+      entry: Entry,
+      label: Shared["label"],
+    ): Buffer | undefined {
+      const ctx = request.raw[kCache];
+      if (ctx) ctx.phase = "hit";
+      mark(request, reply, label);
+      reply.header("x-request-id", request.id).header("age", String(Math.floor(ageOf(entry))));
+      if (notModified(request.raw.headers, entry)) {
+        reply.code(304).headers(notModifiedHeaders(entry));
+        return undefined;
+      }
+      const ranged = rangeAnswer(request.raw.headers, request.raw.method, entry);
+      if (ranged?.status === 416) {
+        reply.code(416).headers(ranged.headers);
+        return undefined;
+      }
+      reply.code(ranged?.status ?? entry.status).headers(entry.headers);
+      if (ranged !== undefined) {
+        reply.headers(ranged.headers);
+        return ranged.body;
+      }
+      return request.raw.method === "HEAD" ? undefined : entry.body;
     }
 
     function serve(request: FastifyRequest, reply: FastifyReply, entry: Entry, label: Shared["label"]) {
-      const ctx = request.raw[kCache];
-      if (ctx) ctx.phase = "hit";
-      const head = request.raw.method === "HEAD";
-      const age = String(Math.floor(ageOf(entry)));
-      mark(request, reply, label);
-      reply.header("x-request-id", request.id).header("age", age);
-      if (notModified(request.raw.headers, entry)) {
-        return reply.code(304).headers(notModifiedHeaders(entry)).send();
-      }
-      return reply
-        .code(entry.status)
-        .headers(entry.headers)
-        .send(head ? undefined : entry.body);
+      return reply.send(answerFrom(request, reply, entry, label));
     }
 
     /** staleWhileRevalidate: one background request per key re-runs the route and stores its answer. */
@@ -213,8 +264,11 @@ export const cachePolicy = fp(
       const raw = request.raw;
       const st = raw[kState]!;
       const claims = st.claims;
-      if (!methods.has(raw.method ?? "") || raw.headers.upgrade !== undefined)
+      if (!methods.has(raw.method ?? "") || raw.headers.upgrade !== undefined) {
+        if (isUnsafe(raw.method ?? ""))
+          raw[kCache] = { key: "", phase: "invalidate", before: {}, target: targetOf(request) };
         return mark(request, reply, "BYPASS");
+      }
       if (raw.headers.authorization !== undefined && !(bySubject && claims?.sub !== undefined))
         return mark(request, reply, "BYPASS");
       const refresh = isRefresh(request);
@@ -237,12 +291,17 @@ export const cachePolicy = fp(
       const entry = pre !== undefined && pre.key === key ? pre.entry : await read(key, raw);
       const ctx: CacheContext = { key, phase: "miss", before: reply.getHeaders() };
       raw[kCache] = ctx;
+      const client = obeyClient ? clientDirectives(raw.headers) : undefined;
       if (entry !== undefined) {
         const f = freshness(entry, w);
-        if (f === "fresh") return serve(request, reply, entry, "HIT");
-        if (f === "stale-while-revalidate") {
-          refreshInBackground(request, key);
-          return serve(request, reply, entry, "STALE");
+        const verdict = client === undefined ? "default" : clientVerdict(client, entry, f);
+        if (verdict === "use") return serve(request, reply, entry, f === "fresh" ? "HIT" : "STALE");
+        if (verdict === "default") {
+          if (f === "fresh") return serve(request, reply, entry, "HIT");
+          if (f === "stale-while-revalidate") {
+            refreshInBackground(request, key);
+            return serve(request, reply, entry, "STALE");
+          }
         }
         if (f === "stale-if-error") ctx.stale = entry;
         if (hasValidators(entry) && !isConditional(raw.headers)) {
@@ -254,6 +313,12 @@ export const cachePolicy = fp(
           if (etag !== undefined) raw.headers["if-none-match"] = String(etag);
           else if (lm !== undefined) raw.headers["if-modified-since"] = String(lm);
         }
+      }
+      if (client?.onlyIfCached) {
+        // Nothing stored will do, and the client forbids asking (RFC 9111 §5.2.1.7): 504, nothing stored.
+        raw[kCache] = undefined;
+        mark(request, reply, "MISS");
+        throw new errors.SY_NOT_CACHED();
       }
       // A Range request's answer (206) is never stored, so it does not lead a coalesced miss.
       if (!cfg.coalesce || raw.headers.range !== undefined) return;
@@ -294,15 +359,7 @@ export const cachePolicy = fp(
       label: Shared["label"],
     ) {
       for (const k of Object.keys(reply.getHeaders())) if (!(k in ctx.before)) reply.removeHeader(k);
-      ctx.phase = "hit";
-      mark(request, reply, label);
-      reply.header("x-request-id", request.id).header("age", String(Math.floor(ageOf(entry))));
-      if (notModified(request.raw.headers, entry)) {
-        reply.code(304).headers(notModifiedHeaders(entry));
-        return "";
-      }
-      reply.code(entry.status).headers(entry.headers);
-      return request.raw.method === "HEAD" ? "" : entry.body;
+      return answerFrom(request, reply, entry, label) ?? "";
     }
 
     function requestView(request: FastifyRequest) {
@@ -315,7 +372,25 @@ export const cachePolicy = fp(
 
     async function cacheStore(request: FastifyRequest, reply: FastifyReply, payload: unknown) {
       const ctx = request.raw[kCache];
-      if (ctx === undefined || ctx.phase === "hit") return payload;
+      if (ctx?.phase === "hit") return payload;
+      if (ctx === undefined) {
+        stopTargeted(reply);
+        return payload;
+      }
+      if (ctx.phase === "invalidate") {
+        stopTargeted(reply);
+        const status = reply.statusCode;
+        // Awaited before the answer leaves: a client that reads after its write never sees the old copy.
+        if (status >= 200 && status < 400)
+          await store.invalidate(
+            invalidationTags(
+              ctx.target!,
+              request.raw.headers,
+              toHeaders(reply.getHeaders() as OutgoingHttpHeaders),
+            ),
+          );
+        return payload;
+      }
       if (ctx.revalidate !== undefined) {
         delete request.raw.headers["if-none-match"];
         delete request.raw.headers["if-modified-since"];
@@ -326,9 +401,16 @@ export const cachePolicy = fp(
       if (ctx.revalidate !== undefined && status === 304) {
         drain(payload);
         const r = revalidated(ctx.revalidate, requestView(request), headers, w, hashOf);
+        if ("mismatch" in r) {
+          // The 304 names other validators than the stored ones (RFC 9111 §4.3.4): nothing is
+          // refreshed, and the next request asks again. This client asked unconditionally and
+          // must get a body: the stored one, labelled STALE, as it was not validated.
+          settle(ctx, undefined);
+          return replace(request, reply, ctx, ctx.revalidate, "STALE");
+        }
         const entry = "entry" in r ? r.entry : ctx.revalidate;
         settle(ctx, { entry, label: "HIT" });
-        if ("entry" in r) await write(ctx.key, r.entry, r.retention);
+        if ("entry" in r) await write(request, ctx.key, r.entry, r.retention);
         return replace(request, reply, ctx, entry, "HIT");
       }
       if (status >= 500 && ctx.stale !== undefined) {
@@ -341,6 +423,7 @@ export const cachePolicy = fp(
       // Tags are for the cache, not for clients (as CDNs strip them).
       reply.removeHeader("surrogate-key");
       reply.removeHeader("cache-tag");
+      stopTargeted(reply);
       const head = request.raw.method === "HEAD";
       const length = Number(headers["content-length"]);
       if (status === 304 || status === 206 || (!head && length > maxEntrySize)) {
@@ -361,7 +444,7 @@ export const cachePolicy = fp(
           return;
         }
         settle(ctx, { entry: r.entry, label: "HIT" });
-        await write(ctx.key, r.entry, r.retention);
+        await write(request, ctx.key, r.entry, r.retention);
       };
       if (
         payload === undefined ||
@@ -417,6 +500,9 @@ export const cachePolicy = fp(
           h.authorization !== undefined ||
           h.upgrade !== undefined ||
           h[REFRESH_HEADER] !== undefined ||
+          h.range !== undefined ||
+          // The lanes answer fresh hits only: a client's own directives are cacheLookup's to weigh.
+          (obeyClient && (h["cache-control"] !== undefined || h.pragma !== undefined)) ||
           isConditional(h)
         )
           return undefined;

@@ -30,6 +30,8 @@ const table = {
   SY_INTERNAL: [500, "The gateway failed to handle this request"],
   // Admin listener only (added): no such service or target to drain.
   SY_NOT_FOUND: [404, "No such service or target"],
+  // Added (issue 12): a request with Cache-Control: only-if-cached that nothing stored answers (RFC 9111 §5.2.1.7).
+  SY_NOT_CACHED: [504, "Nothing stored answers this only-if-cached request"],
 } as const satisfies Record<string, readonly [number, string]>;
 
 export type ErrorCode = keyof typeof table;

@@ -8,6 +8,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import { auth } from "../plugins/auth.js";
 import { cachePolicy } from "../plugins/cache.js";
+import { cacheControlPolicy } from "../plugins/cache-control.js";
 import { cors } from "../plugins/cors.js";
 import { limitsAfterAuth, rateLimitPolicy } from "../plugins/rate-limit.js";
 import { stripClaimHeaders, transform } from "../plugins/transform.js";
@@ -102,5 +103,7 @@ export const policies: Policy[] = [
     plugin: cachePolicy,
     timing: { metric: "cache", hook: "preHandler" },
   },
+  // After the cache's onSend (the cache stores what the upstream said), before the response transform.
+  { name: "cache-control", applies: (r) => r.cacheControl !== undefined, plugin: cacheControlPolicy },
   { name: "transform", applies: (r) => r.transform !== undefined, plugin: transform },
 ];

@@ -24,6 +24,7 @@ test("the SY_* table is pinned to SPEC §5", () => {
     SY_UPSTREAM_TIMEOUT: 504,
     SY_INTERNAL: 500,
     SY_NOT_FOUND: 404,
+    SY_NOT_CACHED: 504,
   });
   for (const [code, E] of Object.entries(errors)) assert.equal(new E().code, code);
 });

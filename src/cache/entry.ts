@@ -13,6 +13,8 @@
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import CachePolicy from "http-cache-semantics";
+import { type CacheControl, parseCacheControl, settleFreshness } from "./freshness-fields.js";
+import { governing, type TargetedField, type Targeting, targetedOf } from "./targeted.js";
 
 export type Headers = Record<string, string | string[]>;
 
@@ -28,10 +30,28 @@ export interface Entry {
   lifetime: number;
   /** Whether the response allows being served stale at all. */
   staleOk: boolean;
+  /**
+   * The upstream's own stale-while-revalidate / stale-if-error (RFC 5861), in ms, when its
+   * Cache-Control has them: they replace the route's windows for this response.
+   */
+  swr?: number;
+  sie?: number;
   /** The upstream's Vary names (lower-case) and this request's values for them. */
   vary: string[];
   varyHash: string;
   tags: string[];
+  /**
+   * http-cache-semantics' own record of the exchange (CachePolicy.toObject()), so that a 304
+   * is judged by its revalidatedPolicy (validation by the letter, RFC 9111 §4.3.4). Built from
+   * a request reduced to what the policy reads (method, URL, Host, Cache-Control and the Vary
+   * names): a shared store never keeps a client's Cookie. Absent in entries of older versions.
+   */
+  policy?: CachePolicy.CachePolicyObject;
+  /**
+   * The targeted field that governed this entry, kept here when it is not passed on to clients
+   * (so not among `headers`): a 304 without one is judged by it again.
+   */
+  targeted?: [TargetedField, string];
 }
 
 /** What the primary key holds when the upstream's response has a Vary. */
@@ -45,13 +65,8 @@ export interface Windows {
   ttl: number;
   swr: number;
   sie: number;
-}
-
-/** Only what the cache needs from Cache-Control (http-cache-semantics keeps its parse private). */
-function directives(cc: string | undefined): Set<string> {
-  const out = new Set<string>();
-  if (cc) for (const part of cc.split(",")) out.add(part.split("=", 1)[0].trim().toLowerCase());
-  return out;
+  /** Targeted cache control (targeted.ts); absent = none obeyed. */
+  targeting?: Targeting;
 }
 
 /**
@@ -117,20 +132,14 @@ export function buildEntry(
   const vary = varyNames(headers);
   // Stryker disable next-line StringLiteral: equivalent, the reason is never read
   if (vary.includes("*")) return { reason: "vary-star" };
-  const { authorization: _, ...reqHeaders } = req.headers;
-  const reqCc = reqHeaders["cache-control"];
-  if (typeof reqCc === "string") reqHeaders["cache-control"] = lowerDirectives(reqCc);
-  const res = { status, headers: flat(headers) };
-  const resCc = res.headers["cache-control"];
-  if (resCc !== undefined) res.headers["cache-control"] = lowerDirectives(resCc);
-  const policy = new CachePolicy(
-    { method: req.method, url: req.url, headers: reqHeaders as Record<string, string> },
-    res,
-    { shared: true, cacheHeuristic: 0, immutableMinTimeToLive: 0 },
-  );
+  const targeted = w.targeting && targetedOf(headers, w.targeting);
+  const { res, cc: parsed } = policyResponse(status, headers, targeted?.[1]);
+  const policy = new CachePolicy(policyRequest(req, vary), res, POLICY_OPTIONS);
   // Stryker disable next-line StringLiteral: equivalent, the reason is never read
   if (!policy.storable()) return { reason: "not-storable" };
-  const cc = directives(res.headers["cache-control"]);
+  const cc = parsed.names;
+  const swr = secondsToMs(parsed.delta.get("stale-while-revalidate"));
+  const sie = secondsToMs(parsed.delta.get("stale-if-error"));
   const explicit = cc.has("max-age") || cc.has("s-maxage") || res.headers.expires !== undefined;
   const lifetime = cc.has("no-cache") ? 0 : explicit ? Math.min(policy.maxAge() * 1000, w.ttl) : w.ttl;
   const staleOk = !["no-cache", "must-revalidate", "proxy-revalidate", "s-maxage"].some((d) => cc.has(d));
@@ -141,11 +150,14 @@ export function buildEntry(
   const validators = res.headers.etag !== undefined || res.headers["last-modified"] !== undefined;
   // Stryker disable next-line ArithmeticOperator: equivalent, see above
   const fresh = lifetime - age0 * 1000;
-  const retention = Math.max(0, fresh + (staleOk ? Math.max(w.swr, w.sie) : 0)) + (validators ? w.ttl : 0);
+  const stale = staleOk ? Math.max(swr ?? w.swr, sie ?? w.sie) : 0;
+  const retention = Math.max(0, fresh + stale) + (validators ? w.ttl : 0);
   // Stryker disable next-line ConditionalExpression,EqualityOperator,StringLiteral: equivalent, an entry stored for 0 ms (or less) is expired when read
   if (retention <= 0) return { reason: "no-lifetime" };
   const stored: Headers = {};
-  for (const [k, v] of Object.entries(headers)) if (!UNSTORED.has(k)) stored[k] = v;
+  const strip = w.targeting?.pass === false ? w.targeting.fields : [];
+  for (const [k, v] of Object.entries(headers))
+    if (!UNSTORED.has(k) && !strip.includes(k as TargetedField)) stored[k] = v;
   return {
     entry: {
       status,
@@ -155,13 +167,58 @@ export function buildEntry(
       age0,
       lifetime,
       staleOk,
+      swr,
+      sie,
       vary,
       // Stryker disable next-line ConditionalExpression,EqualityOperator,StringLiteral: equivalent, varyHash is compared only when vary is not empty
       varyHash: vary.length > 0 ? varyHashOf(vary) : "",
       tags: tagsOf(headers),
+      policy: policy.toObject(),
+      targeted: targeted !== undefined && strip.includes(targeted[0]) ? targeted : undefined,
     },
     retention,
   };
+}
+
+const POLICY_OPTIONS = { shared: true, cacheHeuristic: 0, immutableMinTimeToLive: 0 };
+
+/**
+ * The request as the policy needs it: method, URL, Host, Cache-Control (directive names in lower
+ * case) and the headers the response varies on. Authorization is the caller's decision (the
+ * policy is asked as if there were none); nothing else is kept in the stored policy.
+ */
+function policyRequest(req: Request, vary: readonly string[]): CachePolicy.Request {
+  const h = req.headers;
+  const headers: Record<string, string> = {};
+  if (h.host !== undefined) headers.host = h.host;
+  const cc = h["cache-control"];
+  if (typeof cc === "string") headers["cache-control"] = lowerDirectives(cc);
+  for (const name of vary) {
+    const v = h[name];
+    if (v !== undefined) headers[name] = Array.isArray(v) ? v.join(", ") : v;
+  }
+  return { method: req.method, url: req.url, headers };
+}
+
+/** The response as the policy reads it: freshness fields settled by the letter (freshness-fields.ts). */
+function policyResponse(
+  status: number,
+  headers: Headers,
+  targeted?: string,
+): { res: { status: number; headers: Record<string, string> }; cc: CacheControl } {
+  const res = { status, headers: flat(headers) };
+  if (targeted !== undefined) {
+    // RFC 9213 §2.2: the targeted field instead of Cache-Control and Expires (targeted.ts).
+    res.headers["cache-control"] = governing(res.headers["cache-control"], targeted)!;
+    delete res.headers.expires;
+  }
+  const cc = parseCacheControl(res.headers["cache-control"]);
+  settleFreshness(res.headers, cc);
+  return { res, cc };
+}
+
+function secondsToMs(s: number | undefined): number | undefined {
+  return s === undefined ? undefined : s * 1000;
 }
 
 /** Per-response or cache-internal headers that a stored copy must not replay. */
@@ -180,8 +237,15 @@ const UNSTORED = new Set([
 ]);
 
 /**
- * The entry after a 304 revalidation (RFC 9111 §4.3.4): the 304's headers
- * replace the stored ones, except those that describe the stored body.
+ * The entry after a 304 to the gateway's own conditional request (RFC 9111
+ * §4.3.4), or `mismatch` when the 304 does not select it: its validators are
+ * not the stored ones (a strong ETag that differs, a weak one that does not
+ * match, another Last-Modified), judged by http-cache-semantics'
+ * revalidatedPolicy against the stored policy. A mismatched 304 updates
+ * nothing. When it matches, the stored header fields are updated per §3.2:
+ * every field of the 304 is added or replaces the stored one, except those
+ * that describe the stored body (Content-Length and the codings). The library
+ * only replaces fields the stored response already had, so the merge is ours.
  */
 export function revalidated(
   old: Entry,
@@ -190,8 +254,16 @@ export function revalidated(
   w: Windows,
   varyHashOf: (names: string[]) => string,
   now = Date.now(),
-): ReturnType<typeof buildEntry> {
+): ReturnType<typeof buildEntry> | { mismatch: true } {
+  const preq = policyRequest(req, old.vary);
+  const before =
+    old.policy !== undefined
+      ? CachePolicy.fromObject(old.policy)
+      : new CachePolicy(preq, policyResponse(old.status, old.headers).res, POLICY_OPTIONS);
+  if (!before.revalidatedPolicy(preq, policyResponse(304, notModified).res).matches)
+    return { mismatch: true };
   const headers: Headers = { ...old.headers };
+  if (old.targeted !== undefined) headers[old.targeted[0]] = old.targeted[1];
   for (const [k, v] of Object.entries(notModified)) {
     if (!BODY_HEADERS.has(k)) headers[k] = v;
   }
@@ -210,8 +282,8 @@ export type Freshness = "fresh" | "stale-while-revalidate" | "stale-if-error" | 
 export function freshness(e: Entry, w: Windows, now = Date.now()): Freshness {
   const age = ageOf(e, now) * 1000;
   if (age < e.lifetime) return "fresh";
-  if (e.staleOk && age < e.lifetime + w.swr) return "stale-while-revalidate";
-  if (e.staleOk && age < e.lifetime + w.sie) return "stale-if-error";
+  if (e.staleOk && age < e.lifetime + (e.swr ?? w.swr)) return "stale-while-revalidate";
+  if (e.staleOk && age < e.lifetime + (e.sie ?? w.sie)) return "stale-if-error";
   return "expired";
 }
 

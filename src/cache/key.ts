@@ -95,3 +95,14 @@ export function underPrefix(path: string, prefix: string): boolean {
   if (prefix === "" || prefix.endsWith("/")) return path.startsWith(prefix);
   return path === prefix || path.startsWith(`${prefix}/`);
 }
+
+/**
+ * The tag every stored response of one target URI carries (each method, route
+ * `vary` value and upstream variant), so that an unsafe request can invalidate
+ * them all with one tag purge (RFC 9111 §4.4; invalidate.ts). It starts with
+ * a control character, which no Surrogate-Key or Cache-Tag value can carry
+ * (header values cannot), so it never collides with an upstream's tags.
+ */
+export function uriTag(scheme: string, host: string, path: string, query: string): string {
+  return `\u0001u ${digest(`${scheme}\n${host}\n${path}\n${query}`)}`;
+}

@@ -442,15 +442,58 @@ const Route = Strict(
           ttl: Duration("Freshness when the upstream gives none, and the upper bound", "30s"),
           methods: T.Array(T.Union([T.Literal("GET"), T.Literal("HEAD")]), {
             default: ["GET", "HEAD"],
-            description: "Cached methods",
+            description:
+              "Cached methods; [] stores nothing and only invalidates (a write-only route). On every cached route a 2xx/3xx answer to an unsafe method drops the stored responses of its URI and its same-origin Location / Content-Location (RFC 9111 §4.4)",
           }),
           vary: T.Optional(T.Array(T.String(), { description: "Request headers added to the key" })),
-          staleWhileRevalidate: T.Optional(Duration("Serve stale while refreshing")),
-          staleIfError: T.Optional(Duration("Serve stale when the upstream fails")),
+          staleWhileRevalidate: T.Optional(
+            Duration(
+              "Serve stale while refreshing; an upstream Cache-Control stale-while-revalidate=N replaces it for that response (RFC 5861)",
+            ),
+          ),
+          staleIfError: T.Optional(
+            Duration(
+              "Serve stale when the upstream fails (5xx, reset, unreachable); an upstream Cache-Control stale-if-error=N replaces it for that response (RFC 5861)",
+            ),
+          ),
           coalesce: T.Boolean({ default: true, description: "One upstream request for concurrent misses" }),
           maxEntrySize: Size("Largest response stored", "1mb"),
+          targeted: T.Array(T.Union([T.Literal("cdn-cache-control"), T.Literal("surrogate-control")]), {
+            default: ["cdn-cache-control"],
+            description:
+              "Targeted fields (RFC 9213) that govern this cache instead of Cache-Control and Expires, first present wins; surrogate-control is read for max-age and no-store. Cache-Control private/no-store still keep a response out",
+          }),
+          obeyClientCacheControl: T.Boolean({
+            default: false,
+            description:
+              "Obey the client's Cache-Control no-cache, max-age, min-fresh, max-stale and only-if-cached (504 SY_NOT_CACHED when nothing stored will do); off: a client cannot force misses onto the upstream",
+          }),
+          passTargeted: T.Boolean({
+            default: false,
+            description: "Pass the targeted fields on to clients (by default they stop at the gateway)",
+          }),
         },
         "Response cache",
+      ),
+    ),
+    // Issue 12: @fastify/caching in the route's scope (plugins/cache-control.ts).
+    cacheControl: T.Optional(
+      Strict(
+        {
+          privacy: T.Union([T.Literal("public"), T.Literal("private"), T.Literal("no-cache")], {
+            description: "Cache-Control given to 2xx responses that come without one (errors get no-store)",
+          }),
+          expiresIn: T.Optional(
+            T.Integer({
+              minimum: 0,
+              description: "max-age in seconds (public, private); also Expires on respond: answers",
+            }),
+          ),
+          serverExpiresIn: T.Optional(
+            T.Integer({ minimum: 0, description: "s-maxage in seconds for shared caches (public only)" }),
+          ),
+        },
+        "Cache-Control for clients and downstream CDNs on responses without one; respond: answers with status 200 also get an ETag and 304 on If-None-Match",
       ),
     ),
     transform: T.Optional(

@@ -132,6 +132,22 @@ export class GatewayStore {
     return n;
   }
 
+  /**
+   * Drop every entry under `tags` on the request path (cache invalidation, RFC 9111 §4.4):
+   * the local copy always, the shared store too; never throws (a failing Redis is logged as
+   * any other failure: its entries expire by themselves, and the response is not failed for it).
+   */
+  async invalidate(tags: readonly string[]): Promise<void> {
+    await this.local.purgeTags(tags);
+    if (this.shared === this.local) return;
+    try {
+      await this.shared.purgeTags(tags, true);
+      this.recovered();
+    } catch (err) {
+      this.failed(err as Error);
+    }
+  }
+
   /** Resolves true once Redis is connected (memory: at once), false after `timeoutMs`. */
   whenReady(timeoutMs = READY_WAIT_MS): Promise<boolean> {
     return this.shared instanceof RedisStore ? this.shared.whenReady(timeoutMs) : Promise.resolve(true);

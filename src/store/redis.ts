@@ -175,11 +175,15 @@ export class RedisStore implements StoreBackend {
     return n;
   }
 
-  async purgeTags(tags: readonly string[]): Promise<number> {
+  /**
+   * `hot`: on the request path (cache invalidation, a few small tag sets): the main client and
+   * its 50ms timeout, not the admin connection (made lazily, 5s timeout).
+   */
+  async purgeTags(tags: readonly string[], hot = false): Promise<number> {
     if (tags.length === 0) return 0;
-    const admin = await this.adminClient();
+    const client = hot ? this.client : await this.adminClient();
     const keys = tags.map((t) => this.k(`t:${t}`));
-    return admin.syPurgeTags(keys.length, ...keys);
+    return client.syPurgeTags(keys.length, ...keys);
   }
 
   async close(): Promise<void> {

@@ -23,7 +23,7 @@ export interface StoreBackend {
   set(key: string, value: Buffer, ttlMs: number, tags?: readonly string[]): Promise<void>;
   /** Delete every key that starts with `keyPrefix` and passes `filter`; returns how many. */
   purgePrefix(keyPrefix: string, filter: (key: string) => boolean): Promise<number>;
-  /** Delete every key indexed under one of `tags`; returns how many. */
-  purgeTags(tags: readonly string[]): Promise<number>;
+  /** Delete every key indexed under one of `tags`; returns how many. `hot`: on a request's path. */
+  purgeTags(tags: readonly string[], hot?: boolean): Promise<number>;
   close(): Promise<void>;
 }
