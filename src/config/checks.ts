@@ -95,10 +95,12 @@ export function semanticChecks(cfg: Config, ctx: CheckContext): void {
     if (v.publicKey !== undefined && !v.publicKey.includes("-----BEGIN"))
       readable(ctx, ["jwt", name, "publicKey"], v.publicKey);
   }
+  const cookies = new Map<string, string>();
   for (const [name, s] of Object.entries(cfg.services)) {
     if (s.hash && s.hash.on !== "ip" && s.hash.on !== "path" && !s.hash.name) {
       ctx.report(["services", name, "hash"], `hash.on: ${s.hash.on} needs a name (which ${s.hash.on})`);
     }
+    if (s.sticky !== undefined) checkSticky(name, s.sticky.cookie, s.targets, cookies, ctx);
   }
   cfg.listen.forEach((l, i) => {
     for (const k of ["cert", "key"] as const) {
@@ -109,6 +111,25 @@ export function semanticChecks(cfg: Config, ctx: CheckContext): void {
       readable(ctx, ["listen", i, "tls", "sni", j, "key"], s.key);
     });
   });
+}
+
+/**
+ * A sticky cookie belongs to one service: two sharing a name would overwrite
+ * each other's cookie on every request. Affinity is L7 (a cookie).
+ */
+function checkSticky(
+  name: string,
+  cookie: string,
+  targets: Config["services"][string]["targets"],
+  seen: Map<string, string>,
+  ctx: CheckContext,
+) {
+  const other = seen.get(cookie);
+  if (other !== undefined)
+    ctx.report(["services", name, "sticky", "cookie"], `cookie '${cookie}' is already service '${other}'s`);
+  seen.set(cookie, name);
+  const l4 = targets.some((t) => /^(tcp|udp):/.test(typeof t === "string" ? t : t.url));
+  if (l4) ctx.report(["services", name, "sticky"], "sticky is cookie affinity for http(s) targets (L7 only)");
 }
 
 function checkTargets(cfg: Config, ctx: CheckContext) {

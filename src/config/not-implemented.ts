@@ -4,6 +4,5 @@
  * silent no-op: a gateway that ignores `auth` is worse than one that refuses.
  */
 export const NOT_IMPLEMENTED: { path: string; issue: number }[] = [
-  { path: "services.*.sticky", issue: 4 },
   { path: "listen.*.http2", issue: 0 },
 ];

@@ -204,10 +204,23 @@ const Service = Strict(
     sticky: T.Optional(
       Strict(
         {
-          cookie: T.String({ description: "Affinity cookie name" }),
-          ttl: Duration("Cookie lifetime", "1h"),
+          cookie: T.String({
+            pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+            description: "Affinity cookie name (an RFC 6265 token); one service per name",
+          }),
+          ttl: Duration(
+            "Cookie lifetime; re-issued once half of it has passed, so an active session keeps its target",
+            "1h",
+          ),
+          secret: T.Optional(
+            T.String({
+              minLength: 16,
+              description:
+                "HMAC key signing the cookie (at least 16 characters, e.g. ${STICKY_SECRET}); give every replica the same one. Absent: a random key per gateway process tree, so cookies do not survive a restart or hold across replicas",
+            }),
+          ),
         },
-        "Cookie affinity (L7 only)",
+        "Cookie affinity (L7 only): the first answer sets an HMAC-signed, opaque cookie naming its target (HttpOnly, SameSite=Lax, Secure on TLS); later requests go to that target while it is available, else the balancer picks and the cookie is replaced",
       ),
     ),
     healthCheck: T.Optional(

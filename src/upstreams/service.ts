@@ -15,6 +15,7 @@ import { ActiveHealthChecker, statusRange } from "./health-active.js";
 import { OutlierDetector } from "./health-passive.js";
 import { percent, RetryBudget } from "./retry-budget.js";
 import { type RetryPolicy, retryPolicy } from "./retry-policy.js";
+import { Sticky } from "./sticky.js";
 import { Target } from "./target.js";
 
 /** Where health transitions are reported (a pino logger fits). */
@@ -46,6 +47,8 @@ export class Service {
   readonly outlier: OutlierDetector | undefined;
   /** Active health checks; undefined without `healthCheck`. */
   readonly health: ActiveHealthChecker | undefined;
+  /** Cookie affinity (L7); undefined without `sticky`. */
+  readonly sticky: Sticky | undefined;
   /** Set by startHealthChecks: where ejections and health transitions are logged. */
   private log: HealthLog | undefined;
 
@@ -83,6 +86,7 @@ export class Service {
         })
       : undefined;
     this.health = config.healthCheck ? this.activeChecker(config.healthCheck) : undefined;
+    this.sticky = config.sticky ? new Sticky(name, config.sticky) : undefined;
   }
 
   /** Choose a target for new work, or undefined when none is available. */
