@@ -533,7 +533,7 @@ export function pickFor(request: FastifyRequest, st: RequestState, service: Serv
   if (sticky !== undefined && st.tried === undefined) {
     const now = Date.now();
     const pin = sticky.pinned(request.raw, service, now);
-    if (pin !== undefined && pin.target.available(now)) {
+    if (pin?.target.available(now)) {
       if (pin.fresh) st.pinned = pin.target;
       return pin.target;
     }

@@ -215,8 +215,7 @@ const Service = Strict(
           secret: T.Optional(
             T.String({
               minLength: 16,
-              description:
-                "HMAC key signing the cookie (at least 16 characters, e.g. ${STICKY_SECRET}); give every replica the same one. Absent: a random key per gateway process tree, so cookies do not survive a restart or hold across replicas",
+              description: `HMAC key signing the cookie (at least 16 characters, e.g. \${STICKY_SECRET}); give every replica the same one. Absent: a random key per gateway process tree, so cookies do not survive a restart or hold across replicas`,
             }),
           ),
         },
