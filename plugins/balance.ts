@@ -187,7 +187,8 @@ export function createAgent(generation: Generation): Agent {
   return new Agent({
     factory(origin: string | URL, opts: object): Dispatcher {
       const key = typeof origin === "string" ? origin : origin.origin;
-      const t = byOrigin.get(key) ?? { connect: 2000, idle: 60_000 };
+      // A DNS-discovered target joined after the map was made: its service's, found once per pool.
+      const t = byOrigin.get(key) ?? discoveredTimeouts(generation, key) ?? { connect: 2000, idle: 60_000 };
       return new Pool(origin, {
         ...opts,
         pipelining: 1,
@@ -197,6 +198,16 @@ export function createAgent(generation: Generation): Agent {
       });
     },
   });
+}
+
+/** The timeouts of the service that has a target at `origin` now (discovery: dns). */
+function discoveredTimeouts(
+  generation: Generation,
+  origin: string,
+): { connect: number; idle: number } | undefined {
+  for (const svc of generation.services.values())
+    if (svc.discovery !== undefined && svc.targets.some((t) => t.origin === origin)) return svc.timeouts;
+  return undefined;
 }
 
 /** One try of one request on the direct (reply-from-less) path. */

@@ -9,6 +9,7 @@ import { resolve } from "node:path";
 import { checkNatListeners } from "../l4/nat-checks.js";
 import { validateMatchSpec } from "../router/match.js";
 import { compileRewrite } from "../router/rewrite.js";
+import { entryScheme, entryUrl } from "../upstreams/discovery.js";
 import { didYouMean, type Segment } from "./load.js";
 import { NOT_IMPLEMENTED } from "./not-implemented.js";
 import type { Config, RouteConfig } from "./schema.js";
@@ -31,11 +32,12 @@ export function semanticChecks(cfg: Config, ctx: CheckContext): void {
       return;
     }
     cfg.services[name].targets.forEach((t, i) => {
-      const url = typeof t === "string" ? t : t.url;
-      if (!scheme.some((s) => url.startsWith(`${s}://`))) {
+      const has = entryScheme(t);
+      if (has !== undefined && !scheme.includes(has)) {
+        const what = entryUrl(t) ?? `srv ${(t as { srv: string }).srv} (${has})`;
         ctx.report(
           ["services", name, "targets", i],
-          `target '${url}' must be ${scheme.map((s) => `${s}://`).join(" or ")} for ${segs.join(".")}`,
+          `target '${what}' must be ${scheme.map((s) => `${s}://`).join(" or ")} for ${segs.join(".")}`,
         );
       }
     });
@@ -128,14 +130,19 @@ function checkSticky(
   if (other !== undefined)
     ctx.report(["services", name, "sticky", "cookie"], `cookie '${cookie}' is already service '${other}'s`);
   seen.set(cookie, name);
-  const l4 = targets.some((t) => /^(tcp|udp):/.test(typeof t === "string" ? t : t.url));
+  const l4 = targets.some((t) => /^(tcp|udp)$/.test(entryScheme(t) ?? ""));
   if (l4) ctx.report(["services", name, "sticky"], "sticky is cookie affinity for http(s) targets (L7 only)");
 }
 
 function checkTargets(cfg: Config, ctx: CheckContext) {
   for (const [name, s] of Object.entries(cfg.services)) {
     s.targets.forEach((t, i) => {
-      const url = typeof t === "string" ? t : t.url;
+      const url = entryUrl(t);
+      if (url === undefined) {
+        if (s.discovery !== "dns")
+          ctx.report(["services", name, "targets", i], "an srv target needs `discovery: dns` on its service");
+        return;
+      }
       let u: URL;
       try {
         u = new URL(url);

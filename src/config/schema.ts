@@ -163,8 +163,27 @@ const TargetEntry = T.Union(
       },
       "A weighted target",
     ),
+    Strict(
+      {
+        srv: T.String({
+          pattern: "^_[A-Za-z0-9-]+\\._(tcp|udp)\\.[A-Za-z0-9.-]+$",
+          description:
+            "DNS SRV name (_service._proto.name, e.g. _http._tcp.users.default.svc.cluster.local): each record's host and port is a target. Needs discovery: dns",
+        }),
+        scheme: T.Optional(
+          T.Union([T.Literal("http"), T.Literal("https"), T.Literal("tcp"), T.Literal("udp")], {
+            description:
+              "Scheme of the targets (default from the name: _https → https, _http → http, _udp → udp, else tcp)",
+          }),
+        ),
+        weight: T.Optional(
+          T.Integer({ minimum: 1, maximum: 1000, description: "Relative share of each target (default 1)" }),
+        ),
+      },
+      "Targets from a DNS SRV record (discovery: dns)",
+    ),
   ],
-  { description: "A target URL, or { url, weight }" },
+  { description: "A target URL, { url, weight }, or { srv } (discovery: dns)" },
 );
 
 export const BalancerNames = [
@@ -200,6 +219,15 @@ const Service = Strict(
         },
         "Key for consistent-hash",
       ),
+    ),
+    discovery: T.Optional(
+      T.Literal("dns", {
+        description:
+          "dns: each target's host name resolves to every A/AAAA address, each its own target with its own health, re-resolved on the record's TTL (at most dnsRefresh); addresses that disappear drain, new ones join (after their first health probe, with slowStart). A failing resolver keeps the last good addresses. Without it a name is resolved per connection by the system",
+      }),
+    ),
+    dnsRefresh: T.Optional(
+      Duration("discovery: dns: longest time between resolutions, whatever the records' TTL (default 30s)"),
     ),
     sticky: T.Optional(
       Strict(
@@ -583,6 +611,19 @@ export const ConfigSchema = T.Object(
     }),
     watch: T.Boolean({ default: false, description: "Reload when the file changes" }),
     shutdownTimeout: Duration("Drain time on SIGTERM/SIGINT", "30s"),
+    dnsServers: T.Optional(
+      T.Array(
+        T.String({
+          pattern: "^(\\[[0-9A-Fa-f:.]+\\]|[0-9.]+|[0-9A-Fa-f:]+)(:[0-9]{1,5})?$",
+          description: "A resolver address: 10.0.0.10, 10.0.0.10:53 or [fd00::10]:53",
+        }),
+        {
+          minItems: 1,
+          description:
+            "Resolvers for services with discovery: dns, tried in order (default: the system's, /etc/resolv.conf)",
+        },
+      ),
+    ),
     jwt: T.Record(T.String(), Verifier, { default: {}, description: "Named JWT verifiers" }),
     services: T.Record(T.String(), Service, { default: {}, description: "Upstream clusters" }),
     routes: T.Array(Route, { default: [], description: "L7 routes, first match wins" }),

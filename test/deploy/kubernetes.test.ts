@@ -18,6 +18,7 @@ import { ms } from "../../src/config/duration.js";
 import { parseConfig } from "../../src/config/load.js";
 
 const dir = join(import.meta.dirname, "..", "..", "deploy", "kubernetes");
+// biome-ignore lint/suspicious/noExplicitAny: manifests are untyped YAML; the assertions below are their types.
 type Doc = Record<string, any>;
 
 /** Every document of every manifest, each parsed strictly (a YAML error fails the test). */
