@@ -197,7 +197,11 @@ export const BalancerNames = [
 
 const Service = Strict(
   {
-    targets: T.Array(TargetEntry, { minItems: 1, description: "The service's endpoints" }),
+    targets: T.Array(TargetEntry, {
+      minItems: 1,
+      description:
+        "The service's endpoints: URLs, { url, weight }, or (with discovery: dns) { srv: _service._proto.name, scheme, weight }",
+    }),
     balancer: T.Union(
       BalancerNames.map((b) => T.Literal(b)),
       { default: "round-robin", description: "Load-balancing algorithm (SPEC §4)" },

@@ -263,3 +263,9 @@ function describe(s: Spec): string {
 export function resolves(entries: readonly TargetEntry[]): boolean {
   return entries.some((t) => specOf(t).kind !== "static");
 }
+
+/** For `explain`: what a discovery service's targets are, before anything is resolved. */
+export function describeEntries(entries: readonly TargetEntry[]): string {
+  const list = entries.map((t) => entryUrl(t) ?? `srv ${(t as { srv: string }).srv}`).join(", ");
+  return `every address of ${list} (discovery: dns)`;
+}

@@ -11,6 +11,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { parseConfig } from "../../src/config/load.js";
+import { explain } from "../../src/explain.js";
 import type { Service } from "../../src/upstreams/service.js";
 import { type DnsServer, dnsServer } from "../helpers/dns.js";
 import { capturingLogger, gateway, request } from "../helpers/index.js";
@@ -327,6 +328,18 @@ routes: [{ name: r, service: r }]
 });
 
 describe("discovery configuration", () => {
+  test("explain names the entries a discovery service resolves", () => {
+    const config = parseConfig(`version: 1
+listen: [{ port: 0 }]
+services: { u: { targets: ["http://users.test:3000", { srv: _http._tcp.u.test }], discovery: dns } }
+routes: [{ name: u, service: u }]
+`);
+    assert.match(
+      explain(config, "GET", "http://x/", []),
+      /u: round-robin over every address of http:\/\/users\.test:3000, srv _http\._tcp\.u\.test \(discovery: dns\)/,
+    );
+  });
+
   const problems = (yaml: string): string => {
     try {
       parseConfig(`version: 1\n${yaml}`);
