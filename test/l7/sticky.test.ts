@@ -8,8 +8,11 @@
  * lane) and the reply-from path (a cached route) set the very same cookie.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import type http from "node:http";
 import https from "node:https";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { parseConfig } from "../../src/config/load.js";
@@ -355,6 +358,68 @@ routes: [{ name: s, service: s }]
       }
     } finally {
       await g.close();
+    }
+  });
+});
+
+describe("sticky sessions under --workers", () => {
+  test("without a secret, every worker signs with the primary's key: a cookie holds whichever worker answers", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sy-sticky-workers-"));
+    const file = join(dir, "routes.yaml");
+    writeFileSync(
+      file,
+      `version: 1\nshutdownTimeout: 1s\nlisten: [{ port: 0, host: 127.0.0.1 }]\nservices: { s: { targets: [${a.url}, ${b.url}], sticky: { cookie: sy_w } } }\nroutes: [{ name: r, service: s }]\n`,
+    );
+    const env = { ...process.env };
+    delete env.SWITCHYARD_STICKY_KEY;
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", "src/cli.ts", "--config", file, "--workers", "2"],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+        env,
+      },
+    );
+    const kill = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    const lines: Record<string, unknown>[] = [];
+    try {
+      const ports = new Map<number, number>();
+      await new Promise<void>((ok, fail) => {
+        let buf = "";
+        child.stdout.on("data", (c) => {
+          buf += c;
+          for (const line of buf.split("\n").slice(0, -1)) {
+            const j = JSON.parse(line) as Record<string, unknown>;
+            lines.push(j);
+            const m = /L7 listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(String(j.msg));
+            if (m) ports.set(Number(j.pid), Number(m[1]));
+          }
+          buf = buf.slice(buf.lastIndexOf("\n") + 1);
+          if (ports.size === 2) ok();
+        });
+        child.on("exit", (code) => fail(new Error(`exited early with ${code}`)));
+      });
+      const url = `http://127.0.0.1:${[...ports.values()][0]}`;
+      const first = await request(url, { path: "/" });
+      const cookie = affinity(first, "sy_w")!;
+      assert.ok(cookie);
+      for (let i = 0; i < 8; i++) {
+        const r = await request(url, { path: "/", headers: { cookie } });
+        assert.equal(nameOf(r), nameOf(first));
+        assert.equal(r.headers["set-cookie"], undefined, "honoured, not re-issued");
+      }
+      // Fresh connections were spread over both workers (node:cluster's round robin): both honoured it.
+      const deadline = Date.now() + 5000;
+      const answered = () => new Set(lines.filter((l) => l.statusCode === 200).map((l) => l.pid));
+      while (answered().size < 2 && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 20));
+      assert.equal(answered().size, 2, "both workers answered");
+      const exited = new Promise<number | null>((ok) => child.on("exit", (code) => ok(code)));
+      child.kill("SIGTERM");
+      assert.equal(await exited, 0);
+    } finally {
+      clearTimeout(kill);
+      child.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
