@@ -187,7 +187,8 @@ export function createAgent(generation: Generation): Agent {
   return new Agent({
     factory(origin: string | URL, opts: object): Dispatcher {
       const key = typeof origin === "string" ? origin : origin.origin;
-      const t = byOrigin.get(key) ?? { connect: 2000, idle: 60_000 };
+      // A DNS-discovered target joined after the map was made: its service's, found once per pool.
+      const t = byOrigin.get(key) ?? discoveredTimeouts(generation, key) ?? { connect: 2000, idle: 60_000 };
       return new Pool(origin, {
         ...opts,
         pipelining: 1,
@@ -197,6 +198,16 @@ export function createAgent(generation: Generation): Agent {
       });
     },
   });
+}
+
+/** The timeouts of the service that has a target at `origin` now (discovery: dns). */
+function discoveredTimeouts(
+  generation: Generation,
+  origin: string,
+): { connect: number; idle: number } | undefined {
+  for (const svc of generation.services.values())
+    if (svc.discovery !== undefined && svc.targets.some((t) => t.origin === origin)) return svc.timeouts;
+  return undefined;
 }
 
 /** One try of one request on the direct (reply-from-less) path. */
@@ -245,6 +256,8 @@ interface Forwarding {
 declare module "../src/request-state.js" {
   interface RequestState {
     fwd?: Forwarding;
+    /** services.*.sticky: the target this request's affinity cookie names and need not be re-issued for. */
+    pinned?: Target;
   }
 }
 
@@ -376,6 +389,11 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
     if (ownCookies !== undefined && h["set-cookie"] !== ownCookies) {
       h["set-cookie"] = [ownCookies, h["set-cookie"]].flat().map(String);
     }
+    const affinity = stickyCookie(request, st);
+    if (affinity !== undefined) {
+      const had = h["set-cookie"];
+      h["set-cookie"] = had === undefined ? affinity : [had, affinity].flat().map(String);
+    }
     h["x-request-id"] = request.id;
     if (edits.length > 0) applyHeadEdits(edits, request, new HeadReply(h));
     reply.hijack();
@@ -423,6 +441,8 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
       for (const h of Object.keys(res.headers)) reply.removeHeader(h);
       return;
     }
+    const affinity = stickyCookie(request, st);
+    if (affinity !== undefined) reply.header("set-cookie", affinity); // Fastify appends Set-Cookie
     reply.send(res.stream);
   }
 
@@ -515,10 +535,34 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
   };
 }
 
-/** The balancer's choice for this request, excluding targets it already tried. */
+/**
+ * The target for this request's next attempt: on the first one, the target
+ * its sticky cookie names while that is available; otherwise the balancer's
+ * choice, excluding targets the request already tried.
+ */
 export function pickFor(request: FastifyRequest, st: RequestState, service: Service): Target | undefined {
+  const sticky = service.sticky;
+  if (sticky !== undefined && st.tried === undefined) {
+    const now = Date.now();
+    const pin = sticky.pinned(request.raw, service, now);
+    if (pin?.target.available(now)) {
+      if (pin.fresh) st.pinned = pin.target;
+      return pin.target;
+    }
+  }
   const ip = request.ip;
   return service.pick({ ip, key: service.keyOf?.(request.raw, st.path, ip, st.query), exclude: st.tried });
+}
+
+/**
+ * The Set-Cookie pinning the target that answered, unless the request's
+ * cookie already names it and is fresh; undefined for services without `sticky`.
+ */
+export function stickyCookie(request: FastifyRequest, st: RequestState): string | undefined {
+  const sticky = st.service?.sticky;
+  const target = st.target;
+  if (sticky === undefined || target === undefined || target === st.pinned) return undefined;
+  return sticky.setCookie(target, request.protocol === "https", Date.now());
 }
 
 /** Never pick `target` again for this request. */

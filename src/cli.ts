@@ -23,6 +23,7 @@ import { explain } from "./explain.js";
 import { regexWarnings } from "./router/safe-regex.js";
 import { Runtime } from "./runtime.js";
 import { shadowWarnings } from "./shadow.js";
+import { PROCESS_KEY, STICKY_KEY_ENV } from "./upstreams/sticky.js";
 import { VERSION } from "./version.js";
 import { watchConfig } from "./watch.js";
 
@@ -132,7 +133,8 @@ async function primary(
   let stopping = false;
   // Workers start from the text validated here, as a replacement worker later starts from the
   // running config's (never from a file that may have turned invalid since).
-  const fork = () => cluster.fork({ [CONFIG_TEXT]: ops.text });
+  // The primary's fallback sticky key too, so a cookie one worker set is good on every other.
+  const fork = () => cluster.fork({ [CONFIG_TEXT]: ops.text, [STICKY_KEY_ENV]: PROCESS_KEY.toString("hex") });
   for (let i = 0; i < workers; i++) fork();
   cluster.on("exit", (w, code) => {
     if (stopping) return;

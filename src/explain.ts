@@ -4,11 +4,13 @@
  * rewriting, and the service and balancer — without starting anything.
  * `switchyard explain tcp|udp HOST:PORT` does the same for an L4 listener.
  */
+
 import type { Config } from "./config/schema.js";
 import { buildGeneration } from "./generation.js";
 import { explainL4 } from "./l4/explain-l4.js";
 import { FORWARD_LANE, offLane, policies } from "./policies.js";
 import { normalizePath, splitTarget } from "./router/normalize.js";
+import { describeEntries } from "./upstreams/discovery.js";
 
 export function explain(config: Config, method: string, url: string, headerArgs: string[]): string {
   // `explain tcp HOST:PORT` / `explain udp HOST:PORT`: the L4 listener, its mode and (nat) its kernel rule.
@@ -60,7 +62,7 @@ export function explain(config: Config, method: string, url: string, headerArgs:
   lines.push(`  ${svc}`);
   for (const s of route.services) {
     lines.push(
-      `    ${s.name}: ${s.config.balancer} over ${s.targets.map((t) => `${t.url}${t.weight !== 1 ? ` (w${t.weight})` : ""}`).join(", ")}`,
+      `    ${s.name}: ${s.config.balancer} over ${s.discovery ? describeEntries(s.config.targets) : s.targets.map((t) => `${t.url}${t.weight !== 1 ? ` (w${t.weight})` : ""}`).join(", ")}`,
     );
   }
   return `${lines.join("\n")}\n`;

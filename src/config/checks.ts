@@ -10,6 +10,7 @@ import { checkNatListeners } from "../l4/nat-checks.js";
 import { validateMatchSpec } from "../router/match.js";
 import { compileRewrite } from "../router/rewrite.js";
 import { compileRegex } from "../router/safe-regex.js";
+import { entryScheme, entryUrl } from "../upstreams/discovery.js";
 import { didYouMean, type Segment } from "./load.js";
 import { NOT_IMPLEMENTED } from "./not-implemented.js";
 import type { Config, RouteConfig } from "./schema.js";
@@ -32,11 +33,12 @@ export function semanticChecks(cfg: Config, ctx: CheckContext): void {
       return;
     }
     cfg.services[name].targets.forEach((t, i) => {
-      const url = typeof t === "string" ? t : t.url;
-      if (!scheme.some((s) => url.startsWith(`${s}://`))) {
+      const has = entryScheme(t);
+      if (has !== undefined && !scheme.includes(has)) {
+        const what = entryUrl(t) ?? `srv ${(t as { srv: string }).srv} (${has})`;
         ctx.report(
           ["services", name, "targets", i],
-          `target '${url}' must be ${scheme.map((s) => `${s}://`).join(" or ")} for ${segs.join(".")}`,
+          `target '${what}' must be ${scheme.map((s) => `${s}://`).join(" or ")} for ${segs.join(".")}`,
         );
       }
     });
@@ -96,10 +98,12 @@ export function semanticChecks(cfg: Config, ctx: CheckContext): void {
     if (v.publicKey !== undefined && !v.publicKey.includes("-----BEGIN"))
       readable(ctx, ["jwt", name, "publicKey"], v.publicKey);
   }
+  const cookies = new Map<string, string>();
   for (const [name, s] of Object.entries(cfg.services)) {
     if (s.hash && s.hash.on !== "ip" && s.hash.on !== "path" && !s.hash.name) {
       ctx.report(["services", name, "hash"], `hash.on: ${s.hash.on} needs a name (which ${s.hash.on})`);
     }
+    if (s.sticky !== undefined) checkSticky(name, s.sticky.cookie, s.targets, cookies, ctx);
   }
   cfg.listen.forEach((l, i) => {
     for (const k of ["cert", "key"] as const) {
@@ -112,10 +116,34 @@ export function semanticChecks(cfg: Config, ctx: CheckContext): void {
   });
 }
 
+/**
+ * A sticky cookie belongs to one service: two sharing a name would overwrite
+ * each other's cookie on every request. Affinity is L7 (a cookie).
+ */
+function checkSticky(
+  name: string,
+  cookie: string,
+  targets: Config["services"][string]["targets"],
+  seen: Map<string, string>,
+  ctx: CheckContext,
+) {
+  const other = seen.get(cookie);
+  if (other !== undefined)
+    ctx.report(["services", name, "sticky", "cookie"], `cookie '${cookie}' is already service '${other}'s`);
+  seen.set(cookie, name);
+  const l4 = targets.some((t) => /^(tcp|udp)$/.test(entryScheme(t) ?? ""));
+  if (l4) ctx.report(["services", name, "sticky"], "sticky is cookie affinity for http(s) targets (L7 only)");
+}
+
 function checkTargets(cfg: Config, ctx: CheckContext) {
   for (const [name, s] of Object.entries(cfg.services)) {
     s.targets.forEach((t, i) => {
-      const url = typeof t === "string" ? t : t.url;
+      const url = entryUrl(t);
+      if (url === undefined) {
+        if (s.discovery !== "dns")
+          ctx.report(["services", name, "targets", i], "an srv target needs `discovery: dns` on its service");
+        return;
+      }
       let u: URL;
       try {
         u = new URL(url);

@@ -176,8 +176,27 @@ const TargetEntry = T.Union(
       },
       "A weighted target",
     ),
+    Strict(
+      {
+        srv: T.String({
+          pattern: "^_[A-Za-z0-9-]+\\._(tcp|udp)\\.[A-Za-z0-9.-]+$",
+          description:
+            "DNS SRV name (_service._proto.name, e.g. _http._tcp.users.default.svc.cluster.local): each record's host and port is a target. Needs discovery: dns",
+        }),
+        scheme: T.Optional(
+          T.Union([T.Literal("http"), T.Literal("https"), T.Literal("tcp"), T.Literal("udp")], {
+            description:
+              "Scheme of the targets (default from the name: _https → https, _http → http, _udp → udp, else tcp)",
+          }),
+        ),
+        weight: T.Optional(
+          T.Integer({ minimum: 1, maximum: 1000, description: "Relative share of each target (default 1)" }),
+        ),
+      },
+      "Targets from a DNS SRV record (discovery: dns)",
+    ),
   ],
-  { description: "A target URL, or { url, weight }" },
+  { description: "A target URL, { url, weight }, or { srv } (discovery: dns)" },
 );
 
 export const BalancerNames = [
@@ -191,7 +210,11 @@ export const BalancerNames = [
 
 const Service = Strict(
   {
-    targets: T.Array(TargetEntry, { minItems: 1, description: "The service's endpoints" }),
+    targets: T.Array(TargetEntry, {
+      minItems: 1,
+      description:
+        "The service's endpoints: URLs, { url, weight }, or (with discovery: dns) { srv: _service._proto.name, scheme, weight }",
+    }),
     balancer: T.Union(
       BalancerNames.map((b) => T.Literal(b)),
       { default: "round-robin", description: "Load-balancing algorithm (SPEC §4)" },
@@ -214,13 +237,34 @@ const Service = Strict(
         "Key for consistent-hash",
       ),
     ),
+    discovery: T.Optional(
+      T.Literal("dns", {
+        description:
+          "dns: each target's host name resolves to every A/AAAA address, each its own target with its own health, re-resolved on the record's TTL (at most dnsRefresh); addresses that disappear drain, new ones join (after their first health probe, with slowStart). A failing resolver keeps the last good addresses. Without it a name is resolved per connection by the system",
+      }),
+    ),
+    dnsRefresh: T.Optional(
+      Duration("discovery: dns: longest time between resolutions, whatever the records' TTL (default 30s)"),
+    ),
     sticky: T.Optional(
       Strict(
         {
-          cookie: T.String({ description: "Affinity cookie name" }),
-          ttl: Duration("Cookie lifetime", "1h"),
+          cookie: T.String({
+            pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+            description: "Affinity cookie name (an RFC 6265 token); one service per name",
+          }),
+          ttl: Duration(
+            "Cookie lifetime; re-issued once half of it has passed, so an active session keeps its target",
+            "1h",
+          ),
+          secret: T.Optional(
+            T.String({
+              minLength: 16,
+              description: `HMAC key signing the cookie (at least 16 characters, e.g. \${STICKY_SECRET}); give every replica the same one. Absent: a random key per gateway process tree, so cookies do not survive a restart or hold across replicas`,
+            }),
+          ),
         },
-        "Cookie affinity (L7 only)",
+        "Cookie affinity (L7 only): the first answer sets an HMAC-signed, opaque cookie naming its target (HttpOnly, SameSite=Lax, Secure on TLS); later requests go to that target while it is available, else the balancer picks and the cookie is replaced",
       ),
     ),
     healthCheck: T.Optional(
@@ -627,6 +671,19 @@ export const ConfigSchema = T.Object(
     }),
     watch: T.Boolean({ default: false, description: "Reload when the file changes" }),
     shutdownTimeout: Duration("Drain time on SIGTERM/SIGINT", "30s"),
+    dnsServers: T.Optional(
+      T.Array(
+        T.String({
+          pattern: "^(\\[[0-9A-Fa-f:.]+\\]|[0-9.]+|[0-9A-Fa-f:]+)(:[0-9]{1,5})?$",
+          description: "A resolver address: 10.0.0.10, 10.0.0.10:53 or [fd00::10]:53",
+        }),
+        {
+          minItems: 1,
+          description:
+            "Resolvers for services with discovery: dns, tried in order (default: the system's, /etc/resolv.conf)",
+        },
+      ),
+    ),
     jwt: T.Record(T.String(), Verifier, { default: {}, description: "Named JWT verifiers" }),
     services: T.Record(T.String(), Service, { default: {}, description: "Upstream clusters" }),
     routes: T.Array(Route, { default: [], description: "L7 routes, first match wins" }),

@@ -4,7 +4,9 @@
  * or for `mode: nat` the nftables rule and target chains the gateway would
  * write (every target as if healthy), without starting anything (issue 16).
  */
+
 import type { Config, TcpListenerConfig, UdpListenerConfig } from "../config/schema.js";
+import { describeEntries } from "../upstreams/discovery.js";
 import { buildServices } from "../upstreams/service.js";
 import { natPlan } from "./nat-listener.js";
 import { renderRuleset, targetStem } from "./nat-ruleset.js";
@@ -42,7 +44,7 @@ export function explainL4(config: Config, kind: "tcp" | "udp", where: string): s
   const svc = services.get(l.service ?? "");
   if (svc === undefined) return `${lines.join("\n")}\n`;
   lines.push(
-    `  service ${svc.name}: ${svc.config.balancer} over ${svc.targets.map((t) => `${t.url}${t.weight !== 1 ? ` (w${t.weight})` : ""}`).join(", ")}`,
+    `  service ${svc.name}: ${svc.config.balancer} over ${svc.discovery ? describeEntries(svc.config.targets) : svc.targets.map((t) => `${t.url}${t.weight !== 1 ? ` (w${t.weight})` : ""}`).join(", ")}`,
   );
   if (mode === "proxy") {
     lines.push(`  proxy: ${proxySettings(l)}`);

@@ -5,9 +5,11 @@
  * can do is accepted; a key it cannot honour is an error, never silently
  * ignored (the rule of src/config/not-implemented.ts).
  */
+
 import type { CheckContext } from "../config/checks.js";
 import type { Segment } from "../config/load.js";
 import type { Config, ServiceConfig, TcpListenerConfig, UdpListenerConfig } from "../config/schema.js";
+import { entryUrl } from "../upstreams/discovery.js";
 import { type Family, familyOf } from "./ip.js";
 import { natUnsupported } from "./nat-platform.js";
 
@@ -32,6 +34,7 @@ const SERVICE_PROXY_ONLY: Record<string, string> = {
   maxConnectionsPerTarget: "the kernel keeps no per-target connection count",
   slowStart: "a recovered target gets its whole share of new connections at once",
   outlierDetection: "passive checks read live traffic, which does not pass through Node: use healthCheck",
+  discovery: "the kernel's rules are written from fixed addresses, not re-resolved ones",
 };
 
 export function checkNatListeners(cfg: Config, ctx: CheckContext): void {
@@ -101,7 +104,8 @@ function checkService(
   const wild = l.listen.host === "0.0.0.0" ? 4 : l.listen.host === "::" ? 0 : hostFamily;
   let family: Family | 0 = wild;
   svc.targets.forEach((t, j) => {
-    const url = typeof t === "string" ? t : t.url;
+    const url = entryUrl(t);
+    if (url === undefined) return; // an srv entry: refused above (discovery)
     let host: string;
     try {
       host = new URL(url).hostname.replace(/^\[|\]$/g, "");

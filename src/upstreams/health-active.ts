@@ -113,7 +113,7 @@ export class ActiveHealthChecker {
   private readonly streaks = new Map<Target, Streak>();
 
   constructor(
-    private readonly targets: readonly Target[],
+    private targets: readonly Target[],
     readonly settings: HealthCheckSettings,
     private readonly events: HealthEvents = {},
     private readonly probe: (t: Target) => Probe | undefined = (t) => probeFor(t, settings),
@@ -138,6 +138,38 @@ export class ActiveHealthChecker {
         this.schedule(t, probe, streak);
       }),
     );
+  }
+
+  /**
+   * DNS discovery found new targets: once running, each gets its first probe
+   * now (the result decides, as at start-up) and is probed on the interval
+   * from then on; before start() nothing (start() probes the whole list).
+   */
+  async admit(joined: readonly Target[]): Promise<void> {
+    if (!this.running) return;
+    await Promise.all(
+      joined.map(async (t) => {
+        const probe = this.probe(t);
+        if (probe === undefined) return;
+        const streak: Streak = { ok: 0, bad: 0, timer: undefined };
+        this.streaks.set(t, streak);
+        const startedAt = Date.now();
+        const ok = await this.run(probe, t);
+        if (!this.running) return;
+        if (ok) this.events.passed?.(t, startedAt);
+        t.setHealthy(ok);
+        this.schedule(t, probe, streak);
+      }),
+    );
+  }
+
+  /** Targets that left the service are no longer probed; `list` is the service's new list. */
+  release(left: readonly Target[], list: readonly Target[]): void {
+    this.targets = list;
+    for (const t of left) {
+      clearTimeout(this.streaks.get(t)?.timer);
+      this.streaks.delete(t);
+    }
   }
 
   stop(): void {

@@ -29,13 +29,19 @@ export interface OutlierSettings {
 }
 
 export class OutlierDetector {
-  private readonly maxEjected: number;
+  private maxEjected = 0;
 
   constructor(
-    private readonly targets: readonly Target[],
+    private targets: readonly Target[],
     readonly settings: OutlierSettings,
   ) {
-    this.maxEjected = Math.floor((targets.length * settings.maxEjectionPercent) / 100);
+    this.setTargets(targets);
+  }
+
+  /** The service's target list changed (DNS discovery): the ejection cap follows its size. */
+  setTargets(targets: readonly Target[]): void {
+    this.targets = targets;
+    this.maxEjected = Math.floor((targets.length * this.settings.maxEjectionPercent) / 100);
   }
 
   /** A good answer from the target: the failure streak is over. */

@@ -11,10 +11,13 @@ import type { Balancer, PickContext } from "../balancers/types.js";
 import { ms } from "../config/duration.js";
 import type { ServiceConfig } from "../config/schema.js";
 import { parseCookies } from "../router/request-view.js";
+import { carryTarget } from "./carry-over.js";
+import { DnsDiscovery, entryUrl, type Found, resolves } from "./discovery.js";
 import { ActiveHealthChecker, statusRange } from "./health-active.js";
 import { OutlierDetector } from "./health-passive.js";
 import { percent, RetryBudget } from "./retry-budget.js";
 import { type RetryPolicy, retryPolicy } from "./retry-policy.js";
+import { Sticky } from "./sticky.js";
 import { Target } from "./target.js";
 
 /** Where health transitions are reported (a pino logger fits). */
@@ -34,35 +37,51 @@ export interface ServiceTimeouts {
 export type KeyFn = (req: IncomingMessage, path: string, ip: string, query: string) => string | undefined;
 
 export class Service {
-  readonly targets: readonly Target[];
-  readonly balancer: Balancer;
+  /**
+   * The targets new work may go to. Fixed for a service without discovery;
+   * with `discovery: dns` the array is replaced (never mutated) when the
+   * addresses change, together with the balancer built over it.
+   */
+  targets: readonly Target[];
+  balancer: Balancer;
   readonly timeouts: ServiceTimeouts;
   readonly keyOf: KeyFn | undefined;
   readonly retry: RetryPolicy;
   readonly budget: RetryBudget;
-  /** Most attempts one request may make: the first plus retries, never more than the targets. */
-  readonly maxAttempts: number;
   /** Passive outlier detection; undefined without `outlierDetection`. */
   readonly outlier: OutlierDetector | undefined;
   /** Active health checks; undefined without `healthCheck`. */
   readonly health: ActiveHealthChecker | undefined;
+  /** Cookie affinity (L7); undefined without `sticky`. */
+  readonly sticky: Sticky | undefined;
+  /** DNS discovery; undefined without `discovery: dns` (or when no entry is a name). */
+  readonly discovery: DnsDiscovery | undefined;
+  /** Settings every Target of this service is made with (discovered ones too). */
+  private readonly targetInit: { maxInFlight: number | undefined; slowStart: number };
+  /** After a reload: the running generation's targets, whose state discovered ones of the same URL take. */
+  private previous: readonly Target[] | undefined;
+  /** A discovery result has been applied (the first one does not ramp: it is the start-up set). */
+  private discovered = false;
   /** Set by startHealthChecks: where ejections and health transitions are logged. */
   private log: HealthLog | undefined;
 
   constructor(
     readonly name: string,
     readonly config: ServiceConfig,
+    dnsServers?: readonly string[],
   ) {
     const maxInFlight = config.maxConnectionsPerTarget;
     const slowStart = ms(config.slowStart) ?? 0;
-    this.targets = config.targets.map(
-      (t, index) =>
-        new Target({
-          ...(typeof t === "string" ? { url: t } : { url: t.url, weight: t.weight }),
-          index,
-          maxInFlight,
-          slowStart,
-        }),
+    this.targetInit = { maxInFlight, slowStart };
+    this.discovery =
+      config.discovery === "dns" && resolves(config.targets)
+        ? new DnsDiscovery(name, config.targets, ms(config.dnsRefresh ?? "30s"), dnsServers, (found) =>
+            this.setTargets(found),
+          )
+        : undefined;
+    // With discovery, only IP literals are targets until the first resolution (in onReady).
+    this.targets = (this.discovery ? this.discovery.known : config.targets.map(foundOf)).map(
+      (f, index) => new Target({ ...f, index, maxInFlight, slowStart }),
     );
     this.balancer = createBalancer(config.balancer, this.targets);
     this.timeouts = {
@@ -73,7 +92,6 @@ export class Service {
     this.keyOf = config.balancer === "consistent-hash" ? keyFunction(config.hash) : undefined;
     this.retry = retryPolicy(config.retries);
     this.budget = new RetryBudget(percent(config.retries?.budget ?? "20%"));
-    this.maxAttempts = Math.min(this.targets.length, 1 + this.retry.attempts);
     const od = config.outlierDetection;
     this.outlier = od
       ? new OutlierDetector(this.targets, {
@@ -83,6 +101,12 @@ export class Service {
         })
       : undefined;
     this.health = config.healthCheck ? this.activeChecker(config.healthCheck) : undefined;
+    this.sticky = config.sticky ? new Sticky(name, config.sticky) : undefined;
+  }
+
+  /** Most attempts one request may make: the first plus retries, never more than the targets. */
+  get maxAttempts(): number {
+    return Math.min(this.targets.length, 1 + this.retry.attempts);
   }
 
   /** Choose a target for new work, or undefined when none is available. */
@@ -118,14 +142,75 @@ export class Service {
     );
   }
 
-  /** First probe of every target (resolves once each has a verdict), then probes on the interval. */
+  /**
+   * DNS discovery's first resolution, then the first probe of every target
+   * (resolves once each has a verdict), then both on their intervals.
+   */
   async startHealthChecks(log?: HealthLog): Promise<void> {
     this.log = log;
+    await this.discovery?.start(log);
     await this.health?.start();
   }
 
   stopHealthChecks(): void {
+    this.discovery?.stop();
     this.health?.stop();
+  }
+
+  /**
+   * A reload: this service replaces `old`. Discovered targets of a URL the old
+   * one had take its state (as carry-over.ts does for written targets), and
+   * the old discovery's last good addresses serve if the first resolution fails.
+   */
+  inherit(old: Service): void {
+    this.previous = old.targets;
+    if (this.discovery && old.discovery) this.discovery.inherit(old.discovery);
+  }
+
+  /**
+   * DNS discovery found this address set. Vanished targets leave the list at
+   * once (no new work) and are marked draining: requests in flight to them
+   * finish. New ones are probed first when the service has health checks
+   * (the probe decides, as at start-up), then join with slow start; the list
+   * and its balancer are swapped together, synchronously.
+   */
+  async setTargets(found: readonly Found[]): Promise<void> {
+    const current = new Map(this.targets.map((t) => [t.url, t]));
+    const { maxInFlight, slowStart } = this.targetInit;
+    const joined: Target[] = [];
+    const next = found.map((f) => {
+      const kept = current.get(f.url);
+      if (kept !== undefined) return kept;
+      const t = new Target({ ...f, index: 0, maxInFlight, slowStart });
+      joined.push(t);
+      return t;
+    });
+    const stays = new Set(next);
+    const left = this.targets.filter((t) => !stays.has(t));
+    const first = !this.discovered;
+    this.discovered = true;
+    if (joined.length === 0 && left.length === 0) return;
+    const now = Date.now();
+    for (const t of joined) {
+      const o = this.previous?.find((x) => x.url === t.url);
+      if (o !== undefined) carryTarget(o, t);
+      else if (!first || this.previous !== undefined) t.startRamp(now);
+    }
+    // Running health checks probe a newcomer before it gets work; before start() they probe it anyway.
+    if (this.health !== undefined) await this.health.admit(joined);
+    next.forEach((t, i) => {
+      t.index = i;
+    });
+    this.targets = next;
+    this.balancer = createBalancer(this.config.balancer, next);
+    this.outlier?.setTargets(next);
+    this.health?.release(left, next);
+    for (const t of left) t.draining = true;
+    const urls = (ts: Target[]) => ts.map((t) => t.url);
+    this.log?.info(
+      { service: this.name, joined: urls(joined), left: urls(left), targets: next.length },
+      "DNS: targets changed",
+    );
   }
 
   private activeChecker(hc: NonNullable<ServiceConfig["healthCheck"]>): ActiveHealthChecker {
@@ -149,6 +234,14 @@ export class Service {
       },
     );
   }
+}
+
+/** A written target entry as the Target it makes (services without discovery). */
+function foundOf(t: ServiceConfig["targets"][number]): Found {
+  const url = entryUrl(t);
+  // The config checks refuse an srv entry without discovery: dns.
+  if (url === undefined) throw new Error("an srv target needs discovery: dns");
+  return { url, weight: (typeof t === "string" ? undefined : t.weight) ?? 1 };
 }
 
 function keyFunction(hash: ServiceConfig["hash"]): KeyFn {
@@ -178,7 +271,10 @@ function keyFunction(hash: ServiceConfig["hash"]): KeyFn {
   }
 }
 
-/** Every service of a config, by name. */
-export function buildServices(services: Record<string, ServiceConfig>): Map<string, Service> {
-  return new Map(Object.entries(services).map(([name, cfg]) => [name, new Service(name, cfg)]));
+/** Every service of a config, by name; `dnsServers`: the resolvers for discovery (default: the system's). */
+export function buildServices(
+  services: Record<string, ServiceConfig>,
+  dnsServers?: readonly string[],
+): Map<string, Service> {
+  return new Map(Object.entries(services).map(([name, cfg]) => [name, new Service(name, cfg, dnsServers)]));
 }

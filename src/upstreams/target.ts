@@ -29,7 +29,8 @@ export class Target {
   readonly port: number;
   /** scheme://host:port, the key of the connection pool (L7). */
   readonly origin: string;
-  readonly index: number;
+  /** Position in the service's current list (DNS discovery renumbers when the list changes). */
+  index: number;
   /** Configured weight; `effectiveWeight` may ramp it (slow start). */
   readonly weight: number;
   /** Circuit breaker cap on `inFlight` (maxConnectionsPerTarget); Infinity = none. */
