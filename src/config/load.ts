@@ -123,6 +123,16 @@ export function parseConfig(text: string, opts: LoadOptions & { baseDir?: string
       const at = pos((pair.key as Node).range?.[0] ?? 0);
       problems.push({ ...at, path: "", message: "a key must be a plain string, not a mapping or a list" });
     },
+    // An alias whose anchor is missing or comes later would make toJS() throw without a position.
+    Alias(_, alias) {
+      if (alias.resolve(doc) !== undefined) return;
+      const at = pos(alias.range?.[0] ?? 0);
+      problems.push({
+        ...at,
+        path: "",
+        message: `unknown alias *${alias.source} (hint: define the anchor &${alias.source} before using it)`,
+      });
+    },
   });
   if (problems.length) throw new ConfigError(shown, problems);
 
@@ -134,7 +144,14 @@ export function parseConfig(text: string, opts: LoadOptions & { baseDir?: string
     problems.push({ line: p.line, col: p.col, path, message });
   });
 
-  const data = (doc.toJS() ?? {}) as Record<string, unknown>;
+  let data: Record<string, unknown>;
+  try {
+    // maxAliasCount bounds alias expansion: a "billion laughs" file is refused, not expanded.
+    data = (doc.toJS({ maxAliasCount: 100 }) ?? {}) as Record<string, unknown>;
+  } catch (err) {
+    const message = `${(err as Error).message} (hint: aliases are expanded at most 100 times in all)`;
+    throw new ConfigError(shown, [{ line: 1, col: 1, path: "", message }]);
+  }
   const locate = (segs: readonly Segment[], key?: string): { line: number; col: number } => {
     const node = nodeAt(doc.contents, segs, key);
     return pos(node?.range?.[0] ?? 0);

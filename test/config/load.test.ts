@@ -203,3 +203,34 @@ describe("switchyard CLI", () => {
     assert.equal(r.stderr, `switchyard: cannot listen on 127.0.0.1:${port}: address already in use\n`);
   });
 });
+
+describe("YAML aliases", () => {
+  test("an alias used before (or without) its anchor is a problem at its own line and column", () => {
+    const lines = problems(
+      "version: 1\nservices:\n  a: { targets: [http://127.0.0.1:1] }\nroutes:\n  - { name: r, service: *svc }\n",
+    );
+    assert.deepEqual(lines, [
+      "routes.yaml:5:25 (root): unknown alias *svc (hint: define the anchor &svc before using it)",
+    ]);
+  });
+
+  test("an anchor defined first is used as YAML says", () => {
+    const c = parseConfig(
+      "version: 1\nlisten: [{ port: 0 }]\nservices:\n  a: &t { targets: [http://127.0.0.1:1] }\n  b: *t\nroutes: [{ name: r, service: b }]\n",
+    );
+    assert.deepEqual(c.services.b.targets, c.services.a.targets);
+  });
+
+  test("a billion-laughs file is refused, not expanded", () => {
+    const rows = ["version: 1", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"];
+    for (let i = 1; i < 8; i++)
+      rows.push(
+        `a${i}: &a${i} [${Array(10)
+          .fill(`*a${i - 1}`)
+          .join(", ")}]`,
+      );
+    const lines = problems(`${rows.join("\n")}\n`);
+    assert.equal(lines.length, 1);
+    assert.match(lines[0], /^routes\.yaml:1:1 .*alias.*expanded at most 100 times/);
+  });
+});
