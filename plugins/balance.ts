@@ -26,6 +26,7 @@ import {
 } from "../src/upstreams/retry-policy.js";
 import type { Service } from "../src/upstreams/service.js";
 import type { Target } from "../src/upstreams/target.js";
+import { h2PoolOptions, isConnectFailure, type Transport } from "../src/upstreams/transport.js";
 
 /** What reply-from hands to onResponse. */
 interface RawResponse {
@@ -180,20 +181,25 @@ declare module "fastify" {
 }
 
 export function createAgent(generation: Generation): Agent {
-  const byOrigin = new Map<string, { connect: number; idle: number }>();
+  const byOrigin = new Map<string, { connect: number; idle: number; transport?: Transport }>();
   for (const svc of generation.services.values()) {
-    for (const t of svc.targets) if (!byOrigin.has(t.origin)) byOrigin.set(t.origin, svc.timeouts);
+    // One transport per origin (checked at load), read (CA and key files) with the generation.
+    const transport = svc.transport;
+    for (const t of svc.targets)
+      if (!byOrigin.has(t.origin)) byOrigin.set(t.origin, { ...svc.timeouts, transport });
   }
   return new Agent({
     factory(origin: string | URL, opts: object): Dispatcher {
       const key = typeof origin === "string" ? origin : origin.origin;
       const t = byOrigin.get(key) ?? { connect: 2000, idle: 60_000 };
+      const connect = { timeout: t.connect, noDelay: true, ...t.transport?.tls };
       return new Pool(origin, {
         ...opts,
         pipelining: 1,
-        connect: { timeout: t.connect, noDelay: true },
+        connect,
         keepAliveTimeout: t.idle,
         keepAliveMaxTimeout: Math.max(t.idle, 60_000),
+        ...(t.transport?.h2 ? h2PoolOptions(t.transport, connect) : undefined),
       });
     },
   });
@@ -596,7 +602,7 @@ function upstreamCode(error: { code?: string; cause?: unknown }): string {
 
 /** Which retry condition an upstream error code is. */
 export function conditionOf(code: string): RetryCondition {
-  if (CONNECT_FAILURES.has(code)) return "connect-failure";
+  if (CONNECT_FAILURES.has(code) || isConnectFailure(code)) return "connect-failure";
   if (TIMEOUTS.has(code)) return "timeout";
   return "reset";
 }
@@ -605,7 +611,7 @@ export function conditionOf(code: string): RetryCondition {
 export function upstreamError(code: string) {
   return TIMEOUTS.has(code)
     ? new errors.SY_UPSTREAM_TIMEOUT()
-    : CONNECT_FAILURES.has(code)
+    : CONNECT_FAILURES.has(code) || isConnectFailure(code)
       ? new errors.SY_UPSTREAM_CONNECT()
       : new errors.SY_UPSTREAM_RESET();
 }

@@ -22,6 +22,7 @@ import { editorSchema } from "./config/schema.js";
 import { explain } from "./explain.js";
 import { Runtime } from "./runtime.js";
 import { shadowWarnings } from "./shadow.js";
+import { transportWarnings } from "./upstreams/transport.js";
 import { VERSION } from "./version.js";
 import { watchConfig } from "./watch.js";
 
@@ -89,6 +90,7 @@ async function run(file: string, logLevel: string, workers: number): Promise<voi
     log.info(`L7 listening on ${a.kind}://${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`);
   if (config.listen.length > 0 && config.routes.length === 0)
     log.warn("no routes: every request will get 404 SY_NO_ROUTE");
+  for (const w of transportWarnings(config)) log.warn(w);
   if (cluster.isWorker) serveWorker(rt);
 
   let stopping = false;
@@ -188,7 +190,8 @@ async function main(argv: string[]): Promise<void> {
   if (command !== undefined) fail(`unknown command '${command}'\n${USAGE}`);
   if (values.check) {
     const { config } = await loadAll(file);
-    for (const w of shadowWarnings(config)) process.stderr.write(`${file}: warning: ${w}\n`);
+    for (const w of [...shadowWarnings(config), ...transportWarnings(config)])
+      process.stderr.write(`${file}: warning: ${w}\n`);
     process.stdout.write(`${file}: OK (${summary(config)})\n`);
     return;
   }

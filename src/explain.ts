@@ -4,6 +4,7 @@
  * rewriting, and the service and balancer — without starting anything.
  * `switchyard explain tcp|udp HOST:PORT` does the same for an L4 listener.
  */
+import { sourceOf } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import { buildGeneration } from "./generation.js";
 import { explainL4 } from "./l4/explain-l4.js";
@@ -26,7 +27,7 @@ export function explain(config: Config, method: string, url: string, headerArgs:
   if (path === null)
     return `${lines[0]}\n  rejected: 400 SY_BAD_PATH (encoded / or \\, NUL, or bad escape)\n`;
   if (path !== raw) lines.push(`  normalised path: ${path}`);
-  const gen = buildGeneration(config);
+  const gen = buildGeneration(config, sourceOf(config)?.baseDir);
   const req = { method: method.toUpperCase(), host: headers.host, path, query, headers };
   for (const e of gen.matcher.explain(req)) {
     const r = gen.routes[e.index];

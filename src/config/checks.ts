@@ -8,6 +8,7 @@ import { accessSync, constants } from "node:fs";
 import { resolve } from "node:path";
 import { checkNatListeners } from "../l4/nat-checks.js";
 import { validateMatchSpec } from "../router/match.js";
+import { checkTransport } from "../upstreams/transport.js";
 import { compileRewrite } from "../router/rewrite.js";
 import { didYouMean, type Segment } from "./load.js";
 import { NOT_IMPLEMENTED } from "./not-implemented.js";
@@ -42,6 +43,7 @@ export function semanticChecks(cfg: Config, ctx: CheckContext): void {
   };
 
   checkTargets(cfg, ctx);
+  checkTransport(cfg, ctx);
   if (cfg.routes.length > 0 && cfg.listen.length === 0) {
     ctx.report([], "routes are declared but no L7 listener: add `listen: [{ port: 8080 }]`", "listen");
   }

@@ -5,5 +5,4 @@
  */
 export const NOT_IMPLEMENTED: { path: string; issue: number }[] = [
   { path: "services.*.sticky", issue: 4 },
-  { path: "listen.*.http2", issue: 0 },
 ];
