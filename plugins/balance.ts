@@ -72,6 +72,8 @@ export function copyEndToEnd<T extends Record<string, unknown>>(
   const named = connectionNames(src.connection);
   for (const name in src) {
     if (HOP_BY_HOP.has(name) || name === skip || named?.includes(name) || drop?.has(name)) continue;
+    // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) describe this hop's request only.
+    if (name.charCodeAt(0) === 58 /* ":" */) continue;
     (out as Record<string, unknown>)[name] = src[name];
   }
   return out;

@@ -3,6 +3,4 @@
  * this build does not act on yet. Setting one is an error rather than a
  * silent no-op: a gateway that ignores `auth` is worse than one that refuses.
  */
-export const NOT_IMPLEMENTED: { path: string; issue: number }[] = [
-  { path: "services.*.sticky", issue: 4 },
-];
+export const NOT_IMPLEMENTED: { path: string; issue: number }[] = [{ path: "services.*.sticky", issue: 4 }];

@@ -215,12 +215,17 @@ const Service = Strict(
       Strict(
         {
           ca: T.Optional(
-            T.String({ description: "PEM CA bundle file the targets' certificates must chain to (default: Node's CAs)" }),
+            T.String({
+              description: "PEM CA bundle file the targets' certificates must chain to (default: Node's CAs)",
+            }),
           ),
           cert: T.Optional(T.String({ description: "PEM client certificate file (mTLS); needs key" })),
           key: T.Optional(T.String({ description: "PEM private key file of the client certificate" })),
           servername: T.Optional(
-            T.String({ description: "Name sent as SNI and checked against the certificate (default: the target's host)" }),
+            T.String({
+              description:
+                "Name sent as SNI and checked against the certificate (default: the target's host)",
+            }),
           ),
           insecureSkipVerify: T.Boolean({
             default: false,

@@ -187,6 +187,9 @@ function keyFunction(hash: ServiceConfig["hash"]): KeyFn {
 }
 
 /** Every service of a config, by name. */
-export function buildServices(services: Record<string, ServiceConfig>, baseDir?: string): Map<string, Service> {
+export function buildServices(
+  services: Record<string, ServiceConfig>,
+  baseDir?: string,
+): Map<string, Service> {
   return new Map(Object.entries(services).map(([name, cfg]) => [name, new Service(name, cfg, baseDir)]));
 }

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { TLSSocket } from "node:tls";
 import { ConfigError, parseConfig } from "../../src/config/load.js";
-import { gateway, request, type Running } from "../helpers/index.js";
+import { gateway, type Running, request } from "../helpers/index.js";
 import { makePki, type Pki } from "../helpers/pki.js";
 
 let pki: Pki;
@@ -263,7 +263,11 @@ describe("upstream TLS configuration", () => {
   c: { targets: [http://127.0.0.1:3], tls: { ca: ${pki.ca} } }
   d: { targets: [https://127.0.0.1:4], tls: { cert: ${pki.clientCert} } }
   e: { targets: [https://127.0.0.1:5], tls: { ca: /nonexistent/ca.pem } }`);
-    const has = (re: RegExp) => assert.ok(lines.some((l) => re.test(l)), `${re}\n${lines.join("\n")}`);
+    const has = (re: RegExp) =>
+      assert.ok(
+        lines.some((l) => re.test(l)),
+        `${re}\n${lines.join("\n")}`,
+      );
     has(/^routes\.yaml:4:\d+ services\.a\.targets\[0\]: protocol h2c is HTTP\/2 in clear/);
     has(/^routes\.yaml:5:\d+ services\.b\.targets\[0\]: protocol h2 is HTTP\/2 over TLS/);
     has(/^routes\.yaml:6:\d+ services\.c\.targets\[0\]: tls applies to https:\/\/ targets only/);
@@ -299,7 +303,10 @@ describe("upstream TLS configuration", () => {
     });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /OK/);
-    assert.match(r.stderr, /warning: services\.legacy\.tls\.insecureSkipVerify: the targets' certificates are not verified/);
+    assert.match(
+      r.stderr,
+      /warning: services\.legacy\.tls\.insecureSkipVerify: the targets' certificates are not verified/,
+    );
     assert.doesNotMatch(r.stderr, /services\.fine/);
   });
 });
