@@ -6,7 +6,7 @@
  * the same URL, so it is switched off and failures are retried here on another
  * target, per the service's retry policy and budget (src/upstreams/retry-*.ts).
  */
-import type { IncomingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import { Readable, Transform, type TransformCallback, Writable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import replyFrom from "@fastify/reply-from";
@@ -116,6 +116,62 @@ const REQUEST_REFUSED = new Set([
 interface StreamHandlerLike {
   abort: ((err: Error) => void) | null;
   reason: Error | null;
+  /** The client's response once the head is written (onHead's Writable). */
+  res?: { addTrailers?: (t: Record<string, string>) => void } | null;
+  onComplete?: (trailers: unknown) => void;
+}
+
+/**
+ * undici's stream() ends the client's response in its onComplete and only
+ * then reports the trailers (to the callback): too late to send them. For an
+ * attempt that forwards trailers (HTTP/2 services: gRPC's grpc-status and
+ * grpc-message) onComplete is this one, which hands them to the response
+ * first (Node sends them after the body: HTTP/2 as a trailing HEADERS frame,
+ * HTTP/1.1 in the last chunk), then lets undici end it as always.
+ */
+function completeWithTrailers(this: StreamHandlerLike, trailers: unknown): void {
+  const res = this.res;
+  if (res && typeof res.addTrailers === "function") {
+    const fields = trailerFields(trailers);
+    if (fields !== undefined) {
+      try {
+        res.addTrailers(fields);
+      } catch {
+        // A field Node refuses: the body still ends; the client sees no trailers rather than a hang.
+      }
+    }
+  }
+  (Object.getPrototypeOf(this) as StreamHandlerLike).onComplete!.call(this, trailers);
+}
+
+/**
+ * A gRPC Trailers-Only answer (grpc-status in the head: the target ended the
+ * stream with its header block) must reach the client the same way, or the
+ * client finds no status. So its head is set but not written: Node writes it
+ * with the end of the (empty) body, as one block that ends the stream.
+ */
+function holdHead(res: ServerResponse, statusCode: number, h: Record<string, unknown>): void {
+  res.statusCode = statusCode;
+  for (const name in h) if (h[name] !== undefined) res.setHeader(name, h[name] as string | string[]);
+}
+
+/** undici's trailers — HTTP/2: a headers object; HTTP/1.1: raw [name, value, …] buffers — as fields. */
+function trailerFields(trailers: unknown): Record<string, string> | undefined {
+  if (trailers === null || typeof trailers !== "object") return undefined;
+  let out: Record<string, string> | undefined;
+  if (Array.isArray(trailers)) {
+    for (let i = 0; i + 1 < trailers.length; i += 2) {
+      out ??= {};
+      out[String(trailers[i]).toLowerCase()] = String(trailers[i + 1]);
+    }
+    return out;
+  }
+  for (const [k, v] of Object.entries(trailers as Record<string, unknown>)) {
+    if (k.charCodeAt(0) === 58 /* ":" */ || v === undefined) continue;
+    out ??= {};
+    out[k] = Array.isArray(v) ? v.join(", ") : String(v);
+  }
+  return out;
 }
 
 function cancel(h: StreamHandlerLike | undefined): void {
@@ -140,7 +196,9 @@ function via(agent: Agent): Dispatcher {
   if (v === undefined) {
     v = {
       dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) {
-        (opts as unknown as { opaque: Attempt }).opaque.handler = handler as unknown as StreamHandlerLike;
+        const attempt = (opts as unknown as { opaque: Attempt }).opaque;
+        attempt.handler = handler as unknown as StreamHandlerLike;
+        if (attempt.trailers) (handler as unknown as StreamHandlerLike).onComplete = completeWithTrailers;
         return agent.dispatch(opts, handler);
       },
     } as unknown as Dispatcher;
@@ -214,6 +272,8 @@ interface Attempt {
   sunk: boolean;
   /** undici's handler for it, to cancel it when the client leaves. */
   handler: StreamHandlerLike | undefined;
+  /** Forward the answer's trailers (an HTTP/2 service: gRPC status). */
+  trailers: boolean;
 }
 
 /**
@@ -320,24 +380,34 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
    * answer (issue 13): reply-from's path, like the cache.
    */
   const direct = !route.config.cache && !route.config.plugins?.length;
+  /**
+   * Some service of this route speaks HTTP/2 to its targets (issue 14): its
+   * answers' trailers are forwarded and the client's TE: trailers sent along,
+   * on the direct path (reply-from's answers carry no trailers). Decided here.
+   */
+  const h2Route = route.services.some((s) => s.transport?.h2 === true);
 
   function streamAttempt(request: FastifyRequest, st: RequestState, target: Target, timeout: number): void {
     const body = request.body;
-    const attempt: Attempt = { request, sunk: false, handler: undefined };
+    const trailers = h2Route && st.service!.transport?.h2 === true;
+    const attempt: Attempt = { request, sunk: false, handler: undefined, trailers };
     const path = route.rewrite(st);
     const f = st.fwd!;
     f.current = attempt;
+    // Expect: undici sends its own; 100-continue is hop-by-hop in practice.
+    const headers = rewriteRequestHeaders(
+      request,
+      copyEndToEnd(request.raw.headers, {} as IncomingHttpHeaders, "expect"),
+    );
+    // TE is hop-by-hop, but "trailers" is the one value HTTP/2 carries, and gRPC servers ask for it.
+    if (trailers && /\btrailers\b/i.test(String(request.raw.headers.te ?? ""))) headers.te = "trailers";
     streamVia.call(
       via(request.server.syAgent),
       {
         origin: target.origin,
         path: st.query === "" ? path : `${path}?${st.query}`,
         method: request.method as Dispatcher.HttpMethod,
-        // Expect: undici sends its own; 100-continue is hop-by-hop in practice.
-        headers: rewriteRequestHeaders(
-          request,
-          copyEndToEnd(request.raw.headers, {} as IncomingHttpHeaders, "expect"),
-        ),
+        headers,
         body: body === undefined || body === null ? null : (body as Readable),
         headersTimeout: timeout,
         bodyTimeout: timeout,
@@ -389,7 +459,8 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
     const res = reply.raw;
     st.contentLength = h["content-length"] as string | undefined;
     try {
-      res.writeHead(statusCode, h as IncomingHttpHeaders);
+      if (attempt.trailers && h["grpc-status"] !== undefined) holdHead(res, statusCode, h);
+      else res.writeHead(statusCode, h as IncomingHttpHeaders);
     } catch (err) {
       // A header Node refuses: nothing can be said to the client any more (hijacked); close it.
       request.log.warn({ err: (err as Error).message }, "upstream response head refused");
@@ -440,7 +511,9 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
     const code = upstreamCode(error);
     if (st.tooLarge || code === "SY_BODY_TOO_LARGE") {
       releaseLease(st);
-      reply.header("connection", "close").send(new errors.SY_BODY_TOO_LARGE());
+      // HTTP/2 has no Connection header: the stream ends with the answer (RFC 9113 §8.2.2).
+      if (request.raw.httpVersionMajor !== 2) reply.header("connection", "close");
+      reply.send(new errors.SY_BODY_TOO_LARGE());
       return;
     }
     if (REQUEST_REFUSED.has(code)) {

@@ -52,7 +52,8 @@ function tlsOptions(t: NonNullable<ServiceConfig["tls"]>, baseDir: string): Conn
  * these pools allow many requests at once, as streams of one connection).
  */
 export function h2PoolOptions(t: Transport, connect: ConnectionOptions & { timeout: number }) {
-  if (t.h2c) return { allowH2: true, useH2c: true, pipelining: MAX_STREAMS };
+  // Pool builds its connector from `connect` (it does not pass a top-level useH2c on).
+  if (t.h2c) return { allowH2: true, pipelining: MAX_STREAMS, connect: { ...connect, useH2c: true } };
   const dial = buildConnector({ ...(connect as buildConnector.BuildOptions), allowH2: true });
   const strict: buildConnector.connector = (opts, cb) =>
     dial(opts, (err, socket) => {
