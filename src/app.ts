@@ -208,7 +208,10 @@ function respondHandler(respond: NonNullable<CompiledRoute["config"]["respond"]>
 
 function sendError(reply: FastifyReply, code: ErrorCode, requestId: string, message?: string): void {
   // A gRPC client reads a gRPC status, not JSON (SPEC §5).
-  if (isGrpcRequest(reply.request.headers)) return sendGrpcError(reply, code, requestId, message);
+  if (isGrpcRequest(reply.request.headers)) {
+    sendGrpcError(reply, code, requestId, message);
+    return;
+  }
   const { status, headers, body } = errorResponse(code, requestId, message);
   // HTTP/2 has no Connection header (RFC 9113 §8.2.2): its stream ends with the answer anyway.
   if (reply.request.raw.httpVersionMajor === 2) delete headers.connection;
