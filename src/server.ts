@@ -342,14 +342,18 @@ export class Gateway {
       this.handler(req, res);
       return;
     }
-    const h = req.headers;
-    if (h["content-length"] === undefined && !(req as unknown as Http2ServerRequest).stream.endAfterHeaders)
-      h["transfer-encoding"] = "chunked";
+    markH2Body(req);
     this.app.routing(req, res);
   };
 
+  private readonly h2Timed = (req: IncomingMessage, res: ServerResponse): void => {
+    if (req.httpVersionMajor === 2) markH2Body(req);
+    this.timed(req, res);
+  };
+
   private handlerFor(l: ListenerConfig): http.RequestListener {
-    return l.serverTiming ? this.timed : l.http2 ? this.h2 : this.handler;
+    if (l.http2) return l.serverTiming ? this.h2Timed : this.h2;
+    return l.serverTiming ? this.timed : this.handler;
   }
 
   private open(l: ListenerConfig, material: TlsMaterial | undefined): Edge {
@@ -416,6 +420,13 @@ function laneServed(
   if (!st) return false;
   const lane = gen.lanes.get(st.route.id);
   return lane?.(req, res, st, resume) ?? false;
+}
+
+/** An HTTP/2 request body without a Content-Length, told as HTTP/1.1 tells one (see Gateway.h2). */
+function markH2Body(req: IncomingMessage): void {
+  const h = req.headers;
+  if (h["content-length"] === undefined && !(req as unknown as Http2ServerRequest).stream.endAfterHeaders)
+    h["transfer-encoding"] = "chunked";
 }
 
 /** A TLS listener's certificates as read from its files; `digest` tells a reload whether they changed. */

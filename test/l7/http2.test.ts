@@ -239,6 +239,28 @@ routes:
     assert.match(String(line.target), /^http:\/\/127\.0\.0\.1:\d+$/);
   });
 
+  test("serverTiming listener: HTTP/2 bodies still pass; bodyLimit still answers 413 as JSON", async () => {
+    const g = await gateway(`
+listen: [{ port: 0, host: 127.0.0.1, http2: true, serverTiming: true }]
+services: { ab: { targets: [${a.url}] } }
+routes: [{ name: small, service: ab, bodyLimit: 1kb }]
+`);
+    const s = http2.connect(g.url);
+    try {
+      const fits = await h2(s, { ":method": "POST", ":path": "/in" }, Buffer.alloc(1000, 1));
+      assert.equal(fits.status, 200);
+      assert.equal(upstreamView(fits.body).bodyBytes, 1000);
+      assert.match(String(fits.headers["server-timing"]), /route;desc="small"/);
+      const big = await h2(s, { ":method": "POST", ":path": "/in" }, Buffer.alloc(5000, 1));
+      assert.equal(big.status, 413);
+      assert.equal(JSON.parse(big.body).code, "SY_BODY_TOO_LARGE");
+      assert.equal(big.headers.connection, undefined);
+    } finally {
+      s.close();
+      await g.close();
+    }
+  });
+
   test("an HTTP/1.1 request on an h2c listener is refused (prior knowledge only, SPEC §2)", async () => {
     await assert.rejects(curl(["--http1.1", `${gw.url}/api/x`]));
   });

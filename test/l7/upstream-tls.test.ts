@@ -17,6 +17,7 @@ import type { TLSSocket } from "node:tls";
 import { ConfigError, parseConfig } from "../../src/config/load.js";
 import { gateway, type Running, request } from "../helpers/index.js";
 import { makePki, type Pki } from "../helpers/pki.js";
+import { acceptKey, wsConnect } from "../resilience/helpers.js";
 
 let pki: Pki;
 
@@ -240,6 +241,53 @@ describe("upstream TLS", () => {
     } finally {
       await gw.close();
       await up.close();
+    }
+  });
+});
+
+describe("upstream TLS for WebSockets", () => {
+  test("a WebSocket to an https target is verified with the service's CA and shows its client certificate", async () => {
+    let upgrades = 0;
+    const server = https.createServer({
+      cert: pki.read(pki.serverCert),
+      key: pki.read(pki.serverKey),
+      ca: pki.read(pki.ca),
+      requestCert: true,
+      rejectUnauthorized: true,
+    });
+    server.on("upgrade", (req, socket) => {
+      upgrades++;
+      const cn = (socket as TLSSocket).getPeerCertificate().subject?.CN;
+      socket.end(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+          `Sec-WebSocket-Accept: ${acceptKey(String(req.headers["sec-websocket-key"]))}\r\nX-Client: ${cn}\r\n\r\n`,
+      );
+    });
+    await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const good = await gateway(`
+services: { s: { targets: [${url}], tls: { ca: ${pki.ca}, cert: ${pki.clientCert}, key: ${pki.clientKey} } } }
+routes: [{ name: ws, service: s, websocket: true }]
+`);
+    const bad = await gateway(`
+services: { s: { targets: [${url}], tls: { ca: ${pki.otherCa}, cert: ${pki.clientCert}, key: ${pki.clientKey} } } }
+routes: [{ name: ws, service: s, websocket: true }]
+`);
+    try {
+      const ok = await wsConnect(good.url, "/chat");
+      assert.ok(ok.upgraded, "upgraded through the verified, mutually authenticated connection");
+      assert.equal(ok.res.headers["x-client"], "switchyard");
+      ok.socket.destroy();
+      const refused = await wsConnect(bad.url, "/chat");
+      assert.ok(!refused.upgraded);
+      assert.equal(refused.status, 502);
+      assert.equal(JSON.parse(refused.body).code, "SY_UPSTREAM_CONNECT");
+      assert.equal(upgrades, 1);
+    } finally {
+      await good.close();
+      await bad.close();
+      server.closeAllConnections();
+      await new Promise<void>((ok) => server.close(() => ok()));
     }
   });
 });
