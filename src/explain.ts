@@ -10,6 +10,7 @@ import { buildGeneration } from "./generation.js";
 import { explainL4 } from "./l4/explain-l4.js";
 import { FORWARD_LANE, offLane, policies } from "./policies.js";
 import { normalizePath, splitTarget } from "./router/normalize.js";
+import { describeTransport } from "./upstreams/transport.js";
 
 export function explain(config: Config, method: string, url: string, headerArgs: string[]): string {
   // `explain tcp HOST:PORT` / `explain udp HOST:PORT`: the L4 listener, its mode and (nat) its kernel rule.
@@ -63,6 +64,8 @@ export function explain(config: Config, method: string, url: string, headerArgs:
     lines.push(
       `    ${s.name}: ${s.config.balancer} over ${s.targets.map((t) => `${t.url}${t.weight !== 1 ? ` (w${t.weight})` : ""}`).join(", ")}`,
     );
+    const how = describeTransport(s.config);
+    if (how !== undefined) lines.push(`      to the targets: ${how}`);
   }
   return `${lines.join("\n")}\n`;
 }

@@ -163,6 +163,22 @@ export function checkTransport(cfg: Config, ctx: CheckContext): void {
   }
 }
 
+/** How `explain` says a service reaches its targets; undefined for plain HTTP/1.1. */
+export function describeTransport(svc: ServiceConfig): string | undefined {
+  const p = svc.protocol ?? "http1";
+  const parts: string[] = [];
+  if (p === "h2") parts.push("HTTP/2 over TLS (h2)");
+  else if (p === "h2c") parts.push("HTTP/2 in clear (h2c, prior knowledge)");
+  const t = svc.tls;
+  if (t !== undefined) {
+    if (t.insecureSkipVerify === true) parts.push("certificates NOT verified (insecureSkipVerify)");
+    else parts.push(`certificates verified against ${t.ca ?? "Node's CA roots"}`);
+    if (t.servername !== undefined) parts.push(`as ${t.servername}`);
+    if (t.cert !== undefined) parts.push(`client certificate ${t.cert} (mTLS)`);
+  }
+  return parts.length === 0 ? undefined : parts.join("; ");
+}
+
 /** `--check` warnings: targets whose certificates are not verified. */
 export function transportWarnings(cfg: Config): string[] {
   const out: string[] = [];

@@ -357,4 +357,22 @@ describe("upstream TLS configuration", () => {
     );
     assert.doesNotMatch(r.stderr, /services\.fine/);
   });
+
+  test("explain says how a service reaches its targets", () => {
+    const f = join(pki.dir, "explain.yaml");
+    writeFileSync(
+      f,
+      `version: 1\nlisten: [{ port: 8080 }]\nservices:\n  grpc: { targets: [https://127.0.0.1:1], protocol: h2, tls: { ca: ${pki.ca}, cert: ${pki.clientCert}, key: ${pki.clientKey} } }\nroutes: [{ name: r, service: grpc }]\n`,
+    );
+    const r = spawnSync(
+      process.execPath,
+      ["--import", "tsx", "src/cli.ts", "explain", "--config", f, "POST", "http://x/svc.A/B"],
+      { encoding: "utf8" },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /to the targets: HTTP\/2 over TLS \(h2\); certificates verified against .*test-ca\.crt; client certificate .*switchyard\.crt \(mTLS\)/,
+    );
+  });
 });
