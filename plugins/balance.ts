@@ -6,7 +6,7 @@
  * the same URL, so it is switched off and failures are retried here on another
  * target, per the service's retry policy and budget (src/upstreams/retry-*.ts).
  */
-import type { IncomingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import { Readable, Transform, type TransformCallback, Writable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import replyFrom from "@fastify/reply-from";
@@ -26,6 +26,7 @@ import {
 } from "../src/upstreams/retry-policy.js";
 import type { Service } from "../src/upstreams/service.js";
 import type { Target } from "../src/upstreams/target.js";
+import { h2PoolOptions, isConnectFailure, type Transport } from "../src/upstreams/transport.js";
 
 /** What reply-from hands to onResponse. */
 interface RawResponse {
@@ -71,6 +72,8 @@ export function copyEndToEnd<T extends Record<string, unknown>>(
   const named = connectionNames(src.connection);
   for (const name in src) {
     if (HOP_BY_HOP.has(name) || name === skip || named?.includes(name) || drop?.has(name)) continue;
+    // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) describe this hop's request only.
+    if (name.charCodeAt(0) === 58 /* ":" */) continue;
     (out as Record<string, unknown>)[name] = src[name];
   }
   return out;
@@ -113,6 +116,62 @@ const REQUEST_REFUSED = new Set([
 interface StreamHandlerLike {
   abort: ((err: Error) => void) | null;
   reason: Error | null;
+  /** The client's response once the head is written (onHead's Writable). */
+  res?: { addTrailers?: (t: Record<string, string>) => void } | null;
+  onComplete?: (trailers: unknown) => void;
+}
+
+/**
+ * undici's stream() ends the client's response in its onComplete and only
+ * then reports the trailers (to the callback): too late to send them. For an
+ * attempt that forwards trailers (HTTP/2 services: gRPC's grpc-status and
+ * grpc-message) onComplete is this one, which hands them to the response
+ * first (Node sends them after the body: HTTP/2 as a trailing HEADERS frame,
+ * HTTP/1.1 in the last chunk), then lets undici end it as always.
+ */
+function completeWithTrailers(this: StreamHandlerLike, trailers: unknown): void {
+  const res = this.res;
+  if (res && typeof res.addTrailers === "function") {
+    const fields = trailerFields(trailers);
+    if (fields !== undefined) {
+      try {
+        res.addTrailers(fields);
+      } catch {
+        // A field Node refuses: the body still ends; the client sees no trailers rather than a hang.
+      }
+    }
+  }
+  (Object.getPrototypeOf(this) as StreamHandlerLike).onComplete!.call(this, trailers);
+}
+
+/**
+ * A gRPC Trailers-Only answer (grpc-status in the head: the target ended the
+ * stream with its header block) must reach the client the same way, or the
+ * client finds no status. So its head is set but not written: Node writes it
+ * with the end of the (empty) body, as one block that ends the stream.
+ */
+function holdHead(res: ServerResponse, statusCode: number, h: Record<string, unknown>): void {
+  res.statusCode = statusCode;
+  for (const name in h) if (h[name] !== undefined) res.setHeader(name, h[name] as string | string[]);
+}
+
+/** undici's trailers — HTTP/2: a headers object; HTTP/1.1: raw [name, value, …] buffers — as fields. */
+function trailerFields(trailers: unknown): Record<string, string> | undefined {
+  if (trailers === null || typeof trailers !== "object") return undefined;
+  let out: Record<string, string> | undefined;
+  if (Array.isArray(trailers)) {
+    for (let i = 0; i + 1 < trailers.length; i += 2) {
+      out ??= {};
+      out[String(trailers[i]).toLowerCase()] = String(trailers[i + 1]);
+    }
+    return out;
+  }
+  for (const [k, v] of Object.entries(trailers as Record<string, unknown>)) {
+    if (k.charCodeAt(0) === 58 /* ":" */ || v === undefined) continue;
+    out ??= {};
+    out[k] = Array.isArray(v) ? v.join(", ") : String(v);
+  }
+  return out;
 }
 
 function cancel(h: StreamHandlerLike | undefined): void {
@@ -137,7 +196,9 @@ function via(agent: Agent): Dispatcher {
   if (v === undefined) {
     v = {
       dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) {
-        (opts as unknown as { opaque: Attempt }).opaque.handler = handler as unknown as StreamHandlerLike;
+        const attempt = (opts as unknown as { opaque: Attempt }).opaque;
+        attempt.handler = handler as unknown as StreamHandlerLike;
+        if (attempt.trailers) (handler as unknown as StreamHandlerLike).onComplete = completeWithTrailers;
         return agent.dispatch(opts, handler);
       },
     } as unknown as Dispatcher;
@@ -180,33 +241,39 @@ declare module "fastify" {
 }
 
 export function createAgent(generation: Generation): Agent {
-  const byOrigin = new Map<string, { connect: number; idle: number }>();
+  const byOrigin = new Map<string, { connect: number; idle: number; transport?: Transport }>();
   for (const svc of generation.services.values()) {
-    for (const t of svc.targets) if (!byOrigin.has(t.origin)) byOrigin.set(t.origin, svc.timeouts);
+    // One transport per origin (checked at load), read (CA and key files) with the generation.
+    const transport = svc.transport;
+    for (const t of svc.targets)
+      if (!byOrigin.has(t.origin)) byOrigin.set(t.origin, { ...svc.timeouts, transport });
   }
   return new Agent({
     factory(origin: string | URL, opts: object): Dispatcher {
       const key = typeof origin === "string" ? origin : origin.origin;
       // A DNS-discovered target joined after the map was made: its service's, found once per pool.
       const t = byOrigin.get(key) ?? discoveredTimeouts(generation, key) ?? { connect: 2000, idle: 60_000 };
+      const connect = { timeout: t.connect, noDelay: true, ...t.transport?.tls };
       return new Pool(origin, {
         ...opts,
         pipelining: 1,
-        connect: { timeout: t.connect, noDelay: true },
+        connect,
         keepAliveTimeout: t.idle,
         keepAliveMaxTimeout: Math.max(t.idle, 60_000),
+        ...(t.transport?.h2 ? h2PoolOptions(t.transport, connect) : undefined),
       });
     },
   });
 }
 
-/** The timeouts of the service that has a target at `origin` now (discovery: dns). */
+/** The timeouts and transport of the service that has a target at `origin` now (discovery: dns). */
 function discoveredTimeouts(
   generation: Generation,
   origin: string,
-): { connect: number; idle: number } | undefined {
+): { connect: number; idle: number; transport?: Transport } | undefined {
   for (const svc of generation.services.values())
-    if (svc.discovery !== undefined && svc.targets.some((t) => t.origin === origin)) return svc.timeouts;
+    if (svc.discovery !== undefined && svc.targets.some((t) => t.origin === origin))
+      return { ...svc.timeouts, transport: svc.transport };
   return undefined;
 }
 
@@ -217,6 +284,8 @@ interface Attempt {
   sunk: boolean;
   /** undici's handler for it, to cancel it when the client leaves. */
   handler: StreamHandlerLike | undefined;
+  /** Forward the answer's trailers (an HTTP/2 service: gRPC status). */
+  trailers: boolean;
 }
 
 /**
@@ -326,24 +395,34 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
    * a route's `cacheControl` (issue 12, plugins/cache-control.ts).
    */
   const direct = !route.config.cache && !route.config.plugins?.length && !route.config.cacheControl;
+  /**
+   * Some service of this route speaks HTTP/2 to its targets (issue 14): its
+   * answers' trailers are forwarded and the client's TE: trailers sent along,
+   * on the direct path (reply-from's answers carry no trailers). Decided here.
+   */
+  const h2Route = route.services.some((s) => s.transport?.h2 === true);
 
   function streamAttempt(request: FastifyRequest, st: RequestState, target: Target, timeout: number): void {
     const body = request.body;
-    const attempt: Attempt = { request, sunk: false, handler: undefined };
+    const trailers = h2Route && st.service!.transport?.h2 === true;
+    const attempt: Attempt = { request, sunk: false, handler: undefined, trailers };
     const path = route.rewrite(st);
     const f = st.fwd!;
     f.current = attempt;
+    // Expect: undici sends its own; 100-continue is hop-by-hop in practice.
+    const headers = rewriteRequestHeaders(
+      request,
+      copyEndToEnd(request.raw.headers, {} as IncomingHttpHeaders, "expect"),
+    );
+    // TE is hop-by-hop, but "trailers" is the one value HTTP/2 carries, and gRPC servers ask for it.
+    if (trailers && /\btrailers\b/i.test(String(request.raw.headers.te ?? ""))) headers.te = "trailers";
     streamVia.call(
       via(request.server.syAgent),
       {
         origin: target.origin,
         path: st.query === "" ? path : `${path}?${st.query}`,
         method: request.method as Dispatcher.HttpMethod,
-        // Expect: undici sends its own; 100-continue is hop-by-hop in practice.
-        headers: rewriteRequestHeaders(
-          request,
-          copyEndToEnd(request.raw.headers, {} as IncomingHttpHeaders, "expect"),
-        ),
+        headers,
         body: body === undefined || body === null ? null : (body as Readable),
         headersTimeout: timeout,
         bodyTimeout: timeout,
@@ -400,7 +479,8 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
     const res = reply.raw;
     st.contentLength = h["content-length"] as string | undefined;
     try {
-      res.writeHead(statusCode, h as IncomingHttpHeaders);
+      if (attempt.trailers && h["grpc-status"] !== undefined) holdHead(res, statusCode, h);
+      else res.writeHead(statusCode, h as IncomingHttpHeaders);
     } catch (err) {
       // A header Node refuses: nothing can be said to the client any more (hijacked); close it.
       request.log.warn({ err: (err as Error).message }, "upstream response head refused");
@@ -453,7 +533,9 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
     const code = upstreamCode(error);
     if (st.tooLarge || code === "SY_BODY_TOO_LARGE") {
       releaseLease(st);
-      reply.header("connection", "close").send(new errors.SY_BODY_TOO_LARGE());
+      // HTTP/2 has no Connection header: the stream ends with the answer (RFC 9113 §8.2.2).
+      if (request.raw.httpVersionMajor !== 2) reply.header("connection", "close");
+      reply.send(new errors.SY_BODY_TOO_LARGE());
       return;
     }
     if (REQUEST_REFUSED.has(code)) {
@@ -641,7 +723,7 @@ function upstreamCode(error: { code?: string; cause?: unknown }): string {
 
 /** Which retry condition an upstream error code is. */
 export function conditionOf(code: string): RetryCondition {
-  if (CONNECT_FAILURES.has(code)) return "connect-failure";
+  if (CONNECT_FAILURES.has(code) || isConnectFailure(code)) return "connect-failure";
   if (TIMEOUTS.has(code)) return "timeout";
   return "reset";
 }
@@ -650,7 +732,7 @@ export function conditionOf(code: string): RetryCondition {
 export function upstreamError(code: string) {
   return TIMEOUTS.has(code)
     ? new errors.SY_UPSTREAM_TIMEOUT()
-    : CONNECT_FAILURES.has(code)
+    : CONNECT_FAILURES.has(code) || isConnectFailure(code)
       ? new errors.SY_UPSTREAM_CONNECT()
       : new errors.SY_UPSTREAM_RESET();
 }

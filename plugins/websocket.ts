@@ -188,6 +188,8 @@ function dial(route: CompiledRoute, request: FastifyRequest, reply: FastifyReply
       headers: handshakeHeaders(request),
       agent: false,
       ...(tls && !isIP(sni) ? { servername: sni } : {}),
+      // services.*.tls: the CA, client certificate and server name the proxy's pools use (issue 14).
+      ...(tls ? service.transport?.tls : undefined),
     });
     let timer = deadline(upReq, service.timeouts.connect, "UND_ERR_CONNECT_TIMEOUT");
     upReq.once("socket", (s) =>

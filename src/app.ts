@@ -34,8 +34,16 @@ import { verifiers } from "./auth/verifier.js";
 import { loadPlugins } from "./config/plugins.js";
 import type { Config } from "./config/schema.js";
 import { Methods } from "./config/schema.js";
-import { type ErrorCode, errorCodeOf, errorResponse, errors, isGatewayError } from "./errors.js";
+import {
+  type ErrorCode,
+  errorCodeOf,
+  errorResponse,
+  errors,
+  isGatewayError,
+  isGrpcRequest,
+} from "./errors.js";
 import { buildGeneration, type CompiledRoute, type Generation } from "./generation.js";
+import { sendGrpcError } from "./grpc-error.js";
 import { planOf } from "./lane-plan.js";
 import { FORWARD_LANE, laneable, type Policy, type PolicyOptions, policies } from "./policies.js";
 import { genReqId, kState } from "./request-state.js";
@@ -199,7 +207,14 @@ function respondHandler(respond: NonNullable<CompiledRoute["config"]["respond"]>
 }
 
 function sendError(reply: FastifyReply, code: ErrorCode, requestId: string, message?: string): void {
+  // A gRPC client reads a gRPC status, not JSON (SPEC §5).
+  if (isGrpcRequest(reply.request.headers)) {
+    sendGrpcError(reply, code, requestId, message);
+    return;
+  }
   const { status, headers, body } = errorResponse(code, requestId, message);
+  // HTTP/2 has no Connection header (RFC 9113 §8.2.2): its stream ends with the answer anyway.
+  if (reply.request.raw.httpVersionMajor === 2) delete headers.connection;
   reply.code(status).headers(headers).send(body);
 }
 

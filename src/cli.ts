@@ -24,6 +24,7 @@ import { regexWarnings } from "./router/safe-regex.js";
 import { Runtime } from "./runtime.js";
 import { shadowWarnings } from "./shadow.js";
 import { PROCESS_KEY, STICKY_KEY_ENV } from "./upstreams/sticky.js";
+import { transportWarnings } from "./upstreams/transport.js";
 import { VERSION } from "./version.js";
 import { watchConfig } from "./watch.js";
 
@@ -91,6 +92,7 @@ async function run(file: string, logLevel: string, workers: number): Promise<voi
     log.info(`L7 listening on ${a.kind}://${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`);
   if (config.listen.length > 0 && config.routes.length === 0)
     log.warn("no routes: every request will get 404 SY_NO_ROUTE");
+  for (const w of transportWarnings(config)) log.warn(w);
   if (cluster.isWorker) serveWorker(rt);
 
   let stopping = false;
@@ -191,7 +193,7 @@ async function main(argv: string[]): Promise<void> {
   if (command !== undefined) fail(`unknown command '${command}'\n${USAGE}`);
   if (values.check) {
     const { config } = await loadAll(file);
-    for (const w of [...shadowWarnings(config), ...regexWarnings(config)])
+    for (const w of [...shadowWarnings(config), ...regexWarnings(config), ...transportWarnings(config)])
       process.stderr.write(`${file}: warning: ${w}\n`);
     process.stdout.write(`${file}: OK (${summary(config)})\n`);
     return;

@@ -111,3 +111,73 @@ export function rawErrorResponse(code: ErrorCode, requestId: string, message?: s
     head += `${k.replace(/(^|-)[a-z]/g, (c) => c.toUpperCase())}: ${v}\r\n`;
   return `${head}\r\n${body}`;
 }
+
+/**
+ * SPEC §5: a request with `content-type: application/grpc…` gets the gateway's
+ * error as a gRPC status instead of JSON — HTTP 200, `grpc-status`, and
+ * `grpc-message` starting with the SY_* code. By the error's HTTP status, as
+ * SPEC §5 words it (codes: grpc/doc/statuscodes.md); the statuses SPEC does
+ * not name follow gRPC's own HTTP mapping where it has one.
+ */
+const GRPC_BY_STATUS: Readonly<Record<number, number>> = {
+  400: 3, // INVALID_ARGUMENT: a path or request the gateway refuses
+  401: 16, // UNAUTHENTICATED
+  403: 7, // PERMISSION_DENIED
+  404: 12, // UNIMPLEMENTED: no route, as gRPC says of an unknown method
+  408: 4, // DEADLINE_EXCEEDED: the request did not arrive in time
+  413: 8, // RESOURCE_EXHAUSTED: as gRPC answers a message over its size limit
+  429: 8, // RESOURCE_EXHAUSTED
+  431: 8, // RESOURCE_EXHAUSTED
+  500: 13, // INTERNAL
+  502: 14, // UNAVAILABLE
+  503: 14, // UNAVAILABLE
+  504: 4, // DEADLINE_EXCEEDED
+};
+
+/** The gRPC status for a gateway error (2 UNKNOWN for a status without a mapping). */
+export function grpcStatusOf(code: ErrorCode): number {
+  return GRPC_BY_STATUS[statusOf(code)] ?? 2;
+}
+
+/** A gRPC request: `application/grpc` and its `+proto`/`+json`/`;…` variants, not gRPC-Web (its status travels in the body). */
+export function isGrpcRequest(headers: Record<string, string | string[] | undefined>): boolean {
+  const ct = headers["content-type"];
+  if (typeof ct !== "string" || ct.length < 16) return false;
+  const c = ct.toLowerCase();
+  return c.startsWith("application/grpc") && (c.length === 16 || c[16] === "+" || c[16] === ";");
+}
+
+/**
+ * The error as a gRPC Trailers-Only answer: status 200 and the gRPC status
+ * in the one header block (the caller ends the response without a body, so
+ * over HTTP/2 that block carries END_STREAM, which is what gRPC clients read
+ * a status from).
+ */
+export function grpcErrorResponse(
+  code: ErrorCode,
+  requestId: string,
+  message?: string,
+): { status: number; headers: Record<string, string>; body: string } {
+  return {
+    status: 200,
+    headers: {
+      "content-type": "application/grpc",
+      "grpc-status": String(grpcStatusOf(code)),
+      "grpc-message": grpcPercentEncode(`${code}: ${message ?? table[code][1]}`),
+      "x-request-id": requestId,
+    },
+    body: "",
+  };
+}
+
+/** gRPC's Percent-Encoded grpc-message: bytes outside 0x20–0x7E, and "%", as %XX of their UTF-8. */
+function grpcPercentEncode(text: string): string {
+  let out = "";
+  for (const b of Buffer.from(text, "utf8")) {
+    out +=
+      b < 0x20 || b > 0x7e || b === 0x25
+        ? `%${b.toString(16).toUpperCase().padStart(2, "0")}`
+        : String.fromCharCode(b);
+  }
+  return out;
+}

@@ -4,13 +4,14 @@
  * rewriting, and the service and balancer — without starting anything.
  * `switchyard explain tcp|udp HOST:PORT` does the same for an L4 listener.
  */
-
+import { sourceOf } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import { buildGeneration } from "./generation.js";
 import { explainL4 } from "./l4/explain-l4.js";
 import { FORWARD_LANE, offLane, policies } from "./policies.js";
 import { normalizePath, splitTarget } from "./router/normalize.js";
 import { describeEntries } from "./upstreams/discovery.js";
+import { describeTransport } from "./upstreams/transport.js";
 
 export function explain(config: Config, method: string, url: string, headerArgs: string[]): string {
   // `explain tcp HOST:PORT` / `explain udp HOST:PORT`: the L4 listener, its mode and (nat) its kernel rule.
@@ -28,7 +29,7 @@ export function explain(config: Config, method: string, url: string, headerArgs:
   if (path === null)
     return `${lines[0]}\n  rejected: 400 SY_BAD_PATH (encoded / or \\, NUL, or bad escape)\n`;
   if (path !== raw) lines.push(`  normalised path: ${path}`);
-  const gen = buildGeneration(config);
+  const gen = buildGeneration(config, sourceOf(config)?.baseDir);
   const req = { method: method.toUpperCase(), host: headers.host, path, query, headers };
   for (const e of gen.matcher.explain(req)) {
     const r = gen.routes[e.index];
@@ -64,6 +65,8 @@ export function explain(config: Config, method: string, url: string, headerArgs:
     lines.push(
       `    ${s.name}: ${s.config.balancer} over ${s.discovery ? describeEntries(s.config.targets) : s.targets.map((t) => `${t.url}${t.weight !== 1 ? ` (w${t.weight})` : ""}`).join(", ")}`,
     );
+    const how = describeTransport(s.config);
+    if (how !== undefined) lines.push(`      to the targets: ${how}`);
   }
   return `${lines.join("\n")}\n`;
 }

@@ -69,7 +69,7 @@ export type Lane = (
 ) => boolean;
 
 export function buildGeneration(config: Config, baseDir: string = process.cwd()): Generation {
-  const services = buildServices(config.services, config.dnsServers);
+  const services = buildServices(config.services, config.dnsServers, baseDir);
   const live: Live = { n: 0 };
   const routes = config.routes.map((r, i) => compileRoute(r, i, services, live));
   const matcher = compileMatcher(routes.map((route) => ({ spec: route.config.match ?? {}, value: route })));

@@ -9,7 +9,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:
 import type { TLSSocket } from "node:tls";
 import type { FastifyBaseLogger } from "fastify";
 import type { Agent } from "undici";
-import { errorCodeOf, errorResponse } from "./errors.js";
+import { errorCodeOf, errorResponse, grpcErrorResponse, isGrpcRequest } from "./errors.js";
 import { applyHeadEdits, type HeadEdit } from "./lane-plan.js";
 import { kState } from "./request-state.js";
 
@@ -122,7 +122,10 @@ export class LaneReply {
     ) {
       const code = errorCodeOf(payload);
       if (code === "SY_INTERNAL") request.log.error({ err: payload }, "unexpected error");
-      const r = errorResponse(code, request.id);
+      // A gRPC client reads a gRPC status, not JSON (SPEC §5); lanes serve HTTP/1.1 only, where a head is a head.
+      const r = isGrpcRequest(request.headers)
+        ? grpcErrorResponse(code, request.id)
+        : errorResponse(code, request.id);
       this.status = r.status;
       for (const k in r.headers) this.header(k, r.headers[k]);
       body = r.body;

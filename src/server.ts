@@ -13,6 +13,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http, { type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
 import https from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { resolve } from "node:path";
@@ -26,6 +27,7 @@ import { ms } from "./config/duration.js";
 import type { Config, ListenerConfig } from "./config/schema.js";
 import { type ErrorCode, errorResponse, rawErrorResponse } from "./errors.js";
 import { buildGeneration, type Generation } from "./generation.js";
+import { createH2Server } from "./h2-listener.js";
 import { listenError } from "./l4/listen-error.js";
 import { compileSniRoute } from "./l4/sni-route.js";
 import { L4Listeners } from "./l4-listeners.js";
@@ -123,7 +125,7 @@ export class Gateway {
   get addresses(): BoundAddress[] {
     return this.edges.map(({ server }) => {
       const a = server.address() as AddressInfo;
-      return { kind: server instanceof https.Server ? "https" : "http", host: a.address, port: a.port };
+      return { kind: server instanceof tls.Server ? "https" : "http", host: a.address, port: a.port };
     });
   }
 
@@ -333,8 +335,36 @@ export class Gateway {
     handleUpgrade(this.app, this.gen, req, socket, head);
   };
 
+  /**
+   * HTTP/2 listeners. HTTP/2 frames a body itself (no END_STREAM on the
+   * request's HEADERS), so a body need not declare a Content-Length; where it
+   * does not, the request is marked as HTTP/1.1 marks a body of unknown
+   * length (Transfer-Encoding: chunked, hop-by-hop, never forwarded), and
+   * Fastify, the route's body limit and the forwarder then stream it as they
+   * would a chunked one. HTTP/2 requests never take a lane (decided here, per
+   * listener); HTTP/1.1 on the same ALPN port does.
+   */
+  private readonly h2 = (req: IncomingMessage, res: ServerResponse): void => {
+    if (req.httpVersionMajor !== 2) {
+      this.handler(req, res);
+      return;
+    }
+    markH2Body(req);
+    this.app.routing(req, res);
+  };
+
+  private readonly h2Timed = (req: IncomingMessage, res: ServerResponse): void => {
+    if (req.httpVersionMajor === 2) markH2Body(req);
+    this.timed(req, res);
+  };
+
+  private handlerFor(l: ListenerConfig): http.RequestListener {
+    if (l.http2) return l.serverTiming ? this.h2Timed : this.h2;
+    return l.serverTiming ? this.timed : this.handler;
+  }
+
   private open(l: ListenerConfig, material: TlsMaterial | undefined): Edge {
-    const onRequest = l.serverTiming ? this.timed : this.handler;
+    const onRequest = this.handlerFor(l);
     const edge: Edge = { config: l, tls: material, onRequest, server: undefined as unknown as Server };
     // The SNI table is read per handshake from the edge, so a reload can replace it.
     edge.server = createServer(l, onRequest, material, (name) => edge.tls?.pick(name)).on(
@@ -356,7 +386,7 @@ export class Gateway {
     // Same port, new certificate: new handshakes get it, open connections keep theirs.
     if (material !== undefined && material.digest !== edge.tls?.digest)
       (s as unknown as https.Server).setSecureContext({ cert: material.cert, key: material.key });
-    const onRequest = l.serverTiming ? this.timed : this.handler;
+    const onRequest = this.handlerFor(l);
     if (onRequest !== edge.onRequest) s.removeListener("request", edge.onRequest).on("request", onRequest);
     Object.assign(edge, { config: l, tls: material, onRequest });
   }
@@ -398,6 +428,13 @@ function laneServed(
   if (!st) return false;
   const lane = gen.lanes.get(st.route.id);
   return lane?.(req, res, st, resume) ?? false;
+}
+
+/** An HTTP/2 request body without a Content-Length, told as HTTP/1.1 tells one (see Gateway.h2). */
+function markH2Body(req: IncomingMessage): void {
+  const h = req.headers;
+  if (h["content-length"] === undefined && !(req as unknown as Http2ServerRequest).stream.endAfterHeaders)
+    h["transfer-encoding"] = "chunked";
 }
 
 /** A TLS listener's certificates as read from its files; `digest` tells a reload whether they changed. */
@@ -450,6 +487,12 @@ function createServer(
   sni: (name: string) => tls.SecureContext | undefined,
 ): Server {
   const t = timeoutsOf(l);
+  if (l.http2) {
+    const h2 = createH2Server({ ...t, idle: t.keepAliveTimeout, maxHeaderSize: 16 * 1024 }, material, sni);
+    h2.on("request", handler);
+    h2.on("clientError", onClientError);
+    return h2;
+  }
   const options: http.ServerOptions = {
     maxHeaderSize: 16 * 1024,
     noDelay: true,
@@ -563,7 +606,7 @@ function listen(server: Server, host: string, port: number): Promise<void> {
 function describe(server: Server): string {
   const a = server.address() as AddressInfo;
   const host = a.address.includes(":") ? `[${a.address}]` : a.address;
-  return `${server instanceof https.Server ? "https" : "http"}://${host}:${a.port}`;
+  return `${server instanceof tls.Server ? "https" : "http"}://${host}:${a.port}`;
 }
 
 /** Close the listening socket (open connections go on); resolves when the last connection has closed. */

@@ -11,8 +11,8 @@ import { validateMatchSpec } from "../router/match.js";
 import { compileRewrite } from "../router/rewrite.js";
 import { compileRegex } from "../router/safe-regex.js";
 import { entryScheme, entryUrl } from "../upstreams/discovery.js";
+import { checkTransport } from "../upstreams/transport.js";
 import { didYouMean, type Segment } from "./load.js";
-import { NOT_IMPLEMENTED } from "./not-implemented.js";
 import type { Config, RouteConfig } from "./schema.js";
 
 export interface CheckContext {
@@ -23,7 +23,6 @@ export interface CheckContext {
 }
 
 export function semanticChecks(cfg: Config, ctx: CheckContext): void {
-  checkNotImplemented(cfg, ctx);
   const services = Object.keys(cfg.services);
   const verifiers = Object.keys(cfg.jwt);
   const serviceRef = (segs: Segment[], name: string, scheme: string[]) => {
@@ -45,6 +44,7 @@ export function semanticChecks(cfg: Config, ctx: CheckContext): void {
   };
 
   checkTargets(cfg, ctx);
+  checkTransport(cfg, ctx);
   if (cfg.routes.length > 0 && cfg.listen.length === 0) {
     ctx.report([], "routes are declared but no L7 listener: add `listen: [{ port: 8080 }]`", "listen");
   }
@@ -227,33 +227,4 @@ function readable(ctx: CheckContext, segs: Segment[], file: string) {
   } catch {
     ctx.report(segs, `cannot read '${file}'`);
   }
-}
-
-function checkNotImplemented(cfg: Config, ctx: CheckContext) {
-  for (const { path, issue } of NOT_IMPLEMENTED) {
-    for (const segs of expand(cfg as unknown, path.split("."))) {
-      if (!ctx.present(segs)) continue;
-      let v: unknown = cfg;
-      for (const s of segs) v = (v as Record<string, unknown>)?.[s as string];
-      if (v === false || v === undefined) continue;
-      const where = issue ? ` (issue #${issue})` : "";
-      const last = segs[segs.length - 1];
-      const message = `not implemented yet in this version${where}; remove the key to start`;
-      if (typeof last === "string") ctx.report(segs.slice(0, -1), message, last);
-      else ctx.report(segs, message);
-    }
-  }
-}
-
-/** Concrete paths in `data` for a pattern like routes.*.auth */
-function expand(data: unknown, pattern: string[], prefix: Segment[] = []): Segment[][] {
-  if (pattern.length === 0) return [prefix];
-  const [head, ...rest] = pattern;
-  if (data === null || typeof data !== "object") return [];
-  if (head === "*") {
-    const keys: Segment[] = Array.isArray(data) ? data.map((_, i) => i) : Object.keys(data);
-    return keys.flatMap((k) => expand((data as Record<string, unknown>)[k as string], rest, [...prefix, k]));
-  }
-  if (!(head in data)) return [];
-  return expand((data as Record<string, unknown>)[head], rest, [...prefix, head]);
 }

@@ -71,7 +71,11 @@ const Listener = Strict(
     port: Port,
     host: Host("0.0.0.0"),
     tls: T.Optional(Tls),
-    http2: T.Boolean({ default: false, description: "Serve HTTP/2 (with ALPN when tls is set)" }),
+    http2: T.Boolean({
+      default: false,
+      description:
+        "Serve HTTP/2: with tls, negotiated by ALPN (HTTP/1.1 still served on the port); without tls, h2c by prior knowledge only",
+    }),
     timeouts: T.Optional(
       Strict(
         {
@@ -245,6 +249,36 @@ const Service = Strict(
     ),
     dnsRefresh: T.Optional(
       Duration("discovery: dns: longest time between resolutions, whatever the records' TTL (default 30s)"),
+    ),
+    protocol: T.Optional(
+      T.Union([T.Literal("http1"), T.Literal("h2"), T.Literal("h2c")], {
+        description:
+          "How L7 requests reach the targets: http1 (default), h2 (HTTP/2 over TLS, https:// targets, ALPN h2 required) or h2c (HTTP/2 in clear, http:// targets, prior knowledge); HTTP/2 carries gRPC and its trailers",
+      }),
+    ),
+    tls: T.Optional(
+      Strict(
+        {
+          ca: T.Optional(
+            T.String({
+              description: "PEM CA bundle file the targets' certificates must chain to (default: Node's CAs)",
+            }),
+          ),
+          cert: T.Optional(T.String({ description: "PEM client certificate file (mTLS); needs key" })),
+          key: T.Optional(T.String({ description: "PEM private key file of the client certificate" })),
+          servername: T.Optional(
+            T.String({
+              description:
+                "Name sent as SNI and checked against the certificate (default: the target's host)",
+            }),
+          ),
+          insecureSkipVerify: T.Boolean({
+            default: false,
+            description: "Do not verify the targets' certificates (testing only; --check warns)",
+          }),
+        },
+        "TLS to https:// (and h2) targets: the CA to verify them against, a client certificate for mTLS",
+      ),
     ),
     sticky: T.Optional(
       Strict(

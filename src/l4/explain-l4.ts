@@ -4,7 +4,7 @@
  * or for `mode: nat` the nftables rule and target chains the gateway would
  * write (every target as if healthy), without starting anything (issue 16).
  */
-
+import { sourceOf } from "../config/load.js";
 import type { Config, TcpListenerConfig, UdpListenerConfig } from "../config/schema.js";
 import { describeEntries } from "../upstreams/discovery.js";
 import { buildServices } from "../upstreams/service.js";
@@ -31,7 +31,7 @@ export function explainL4(config: Config, kind: "tcp" | "udp", where: string): s
   const l = list[i];
   const mode = l.mode ?? "proxy";
   lines.push(`  ${kind}[${i}] ${l.name}: MATCH (listens on ${l.listen.host}:${l.listen.port}, mode ${mode})`);
-  const services = buildServices(config.services);
+  const services = buildServices(config.services, config.dnsServers, sourceOf(config)?.baseDir);
   if ("sni" in l && l.sni !== undefined) {
     lines.push(
       `  TLS passthrough by SNI: ${Object.entries(l.sni)

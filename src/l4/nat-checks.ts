@@ -3,7 +3,7 @@
  * `--check`, start-up and a reload all refuse the same things with a line and
  * column. In nat mode the kernel moves the packets, so only what the kernel
  * can do is accepted; a key it cannot honour is an error, never silently
- * ignored (the rule of src/config/not-implemented.ts).
+ * ignored.
  */
 
 import type { CheckContext } from "../config/checks.js";

@@ -22,9 +22,12 @@
  * their timers are unref'd and cleared by stop().
  */
 import http from "node:http";
+import http2 from "node:http2";
 import https from "node:https";
 import { connect } from "node:net";
+import type { ConnectionOptions } from "node:tls";
 import type { Target } from "./target.js";
+import type { Transport } from "./transport.js";
 
 export interface HealthCheckSettings {
   path: string;
@@ -52,11 +55,18 @@ export function statusRange(spec: string): [number, number] {
   return [lo, hi ?? lo];
 }
 
-export function httpProbe(path: string, expect: readonly [number, number], timeout: number): Probe {
+export function httpProbe(
+  path: string,
+  expect: readonly [number, number],
+  timeout: number,
+  tls?: ConnectionOptions,
+): Probe {
   return (target, signal) =>
     new Promise((done) => {
       const mod = target.protocol === "https:" ? https : http;
       const req = mod.request({
+        // The service's CA, client certificate and server name (services.*.tls), as the proxy uses.
+        ...tls,
         host: target.host,
         port: target.port,
         method: "GET",
@@ -92,10 +102,48 @@ export function tcpProbe(timeout: number): Probe {
     });
 }
 
+/**
+ * An HTTP/2 GET for h2 and h2c services (issue 14): a target that speaks
+ * only HTTP/2 (a gRPC server) would fail an HTTP/1.1 probe. One session per
+ * probe, closed after it, like the HTTP/1.1 probe's own connection.
+ */
+export function h2Probe(
+  path: string,
+  expect: readonly [number, number],
+  timeout: number,
+  tls?: ConnectionOptions,
+): Probe {
+  return (target, signal) =>
+    new Promise((done) => {
+      const session = http2.connect(target.origin, { ...tls });
+      const finish = (ok: boolean) => {
+        done(ok);
+        session.destroy();
+      };
+      const onAbort = () => finish(false);
+      signal.addEventListener("abort", onAbort, { once: true });
+      session.once("close", () => signal.removeEventListener("abort", onAbort));
+      session.on("error", () => finish(false));
+      session.setTimeout(timeout, () => finish(false));
+      const req = session.request({
+        ":path": path,
+        ":authority": target.origin.replace(/^https?:\/\//, ""),
+        "user-agent": "switchyard-health-check",
+      });
+      req.on("error", () => finish(false));
+      req.on("response", (h) => {
+        const status = Number(h[":status"]);
+        finish(status >= expect[0] && status <= expect[1]);
+      });
+      req.end();
+    });
+}
+
 /** The probe for one target, by scheme; undefined for udp (see the header comment). */
-export function probeFor(target: Target, s: HealthCheckSettings): Probe | undefined {
+export function probeFor(target: Target, s: HealthCheckSettings, transport?: Transport): Probe | undefined {
+  if (transport?.h2) return h2Probe(s.path, s.expect, s.timeout, transport.tls);
   if (target.protocol === "http:" || target.protocol === "https:") {
-    return httpProbe(s.path, s.expect, s.timeout);
+    return httpProbe(s.path, s.expect, s.timeout, transport?.tls);
   }
   if (target.protocol === "tcp:") return tcpProbe(s.timeout);
   return undefined;

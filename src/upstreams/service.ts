@@ -13,12 +13,13 @@ import type { ServiceConfig } from "../config/schema.js";
 import { parseCookies } from "../router/request-view.js";
 import { carryTarget } from "./carry-over.js";
 import { DnsDiscovery, entryUrl, type Found, resolves } from "./discovery.js";
-import { ActiveHealthChecker, statusRange } from "./health-active.js";
+import { ActiveHealthChecker, probeFor, statusRange } from "./health-active.js";
 import { OutlierDetector } from "./health-passive.js";
 import { percent, RetryBudget } from "./retry-budget.js";
 import { type RetryPolicy, retryPolicy } from "./retry-policy.js";
 import { Sticky } from "./sticky.js";
 import { Target } from "./target.js";
+import { type Transport, transportOf } from "./transport.js";
 
 /** Where health transitions are reported (a pino logger fits). */
 export interface HealthLog {
@@ -65,11 +66,16 @@ export class Service {
   /** Set by startHealthChecks: where ejections and health transitions are logged. */
   private log: HealthLog | undefined;
 
+  /** protocol and tls (issue 14); undefined: HTTP/1.1 with Node's defaults. */
+  readonly transport: Transport | undefined;
+
   constructor(
     readonly name: string,
     readonly config: ServiceConfig,
     dnsServers?: readonly string[],
+    baseDir: string = process.cwd(),
   ) {
+    this.transport = transportOf(config, baseDir);
     const maxInFlight = config.maxConnectionsPerTarget;
     const slowStart = ms(config.slowStart) ?? 0;
     this.targetInit = { maxInFlight, slowStart };
@@ -214,16 +220,17 @@ export class Service {
   }
 
   private activeChecker(hc: NonNullable<ServiceConfig["healthCheck"]>): ActiveHealthChecker {
+    const settings = {
+      path: hc.path ?? "/health",
+      interval: ms(hc.interval ?? "5s"),
+      timeout: ms(hc.timeout ?? "1s"),
+      healthyThreshold: hc.healthyThreshold ?? 2,
+      unhealthyThreshold: hc.unhealthyThreshold ?? 3,
+      expect: statusRange(hc.expectStatus ?? "200-399"),
+    };
     return new ActiveHealthChecker(
       this.targets,
-      {
-        path: hc.path ?? "/health",
-        interval: ms(hc.interval ?? "5s"),
-        timeout: ms(hc.timeout ?? "1s"),
-        healthyThreshold: hc.healthyThreshold ?? 2,
-        unhealthyThreshold: hc.unhealthyThreshold ?? 3,
-        expect: statusRange(hc.expectStatus ?? "200-399"),
-      },
+      settings,
       {
         passed: (t, startedAt) => this.outlier?.probePassed(t, startedAt),
         changed: (t, healthy) => {
@@ -232,6 +239,7 @@ export class Service {
           else this.log?.warn(where, "target unhealthy");
         },
       },
+      (t) => probeFor(t, settings, this.transport),
     );
   }
 }
@@ -271,10 +279,16 @@ function keyFunction(hash: ServiceConfig["hash"]): KeyFn {
   }
 }
 
-/** Every service of a config, by name; `dnsServers`: the resolvers for discovery (default: the system's). */
+/**
+ * Every service of a config, by name. `dnsServers`: the resolvers for discovery (default: the
+ * system's); `baseDir`: where relative certificate paths (services.*.tls) are read from.
+ */
 export function buildServices(
   services: Record<string, ServiceConfig>,
   dnsServers?: readonly string[],
+  baseDir?: string,
 ): Map<string, Service> {
-  return new Map(Object.entries(services).map(([name, cfg]) => [name, new Service(name, cfg, dnsServers)]));
+  return new Map(
+    Object.entries(services).map(([name, cfg]) => [name, new Service(name, cfg, dnsServers, baseDir)]),
+  );
 }

@@ -113,22 +113,6 @@ routes:
       lines.some((l) => /routes\[1\]: a route needs exactly one of service, split or respond/.test(l)),
     );
   });
-
-  test("keys of later features validate but are refused as not implemented, when set", () => {
-    const lines = problems(`version: 1
-listen: [{ port: 1, http2: true }]
-services: { s: { targets: [http://127.0.0.1:1] } }
-routes:
-  - name: r
-    service: s
-    websocket: false
-`);
-    assert.ok(
-      lines.some((l) => /^routes\.yaml:2:\d+ listen\[0\]\.http2: not implemented yet/.test(l)),
-      lines.join("\n"),
-    );
-    assert.ok(!lines.some((l) => /websocket/.test(l)), "false is not 'set'");
-  });
 });
 
 describe("switchyard CLI", () => {

@@ -1,7 +1,8 @@
 /**
  * The one skip policy for tests that need something Node does not bring: the
  * shared Redis on 127.0.0.1:6379, a throwaway `redis-server`, `redis-cli`,
- * `redis-benchmark`, or PostgreSQL (`psql` and a server on 127.0.0.1:5432).
+ * `redis-benchmark`, PostgreSQL (`psql` and a server on 127.0.0.1:5432), or a
+ * curl with HTTP/2 (`curl-http2`).
  *
  * - In CI (the `CI` environment variable set, as CI services do and .ci/run
  *   should): a missing one is a failure — CI provides them, so a test that
@@ -14,11 +15,12 @@
  *   describe("redis store", { skip: await missing("redis") }, () => { … });
  *   test("psql through the listener", { skip: await missing("postgres") }, async () => { … });
  */
+import { execFileSync } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import net from "node:net";
 import { delimiter, join } from "node:path";
 
-export type Need = "redis" | "redis-server" | "redis-cli" | "redis-benchmark" | "postgres";
+export type Need = "redis" | "redis-server" | "redis-cli" | "redis-benchmark" | "postgres" | "curl-http2";
 
 /** Whether this run is CI's: there, nothing is skipped for want of a service. */
 export const inCI = ["1", "true", "yes"].includes((process.env.CI ?? "").toLowerCase());
@@ -46,6 +48,12 @@ async function probe(need: Need): Promise<string | undefined> {
     case "redis-cli":
     case "redis-benchmark":
       return onPath(need) ? undefined : `no ${need} on PATH`;
+    case "curl-http2":
+      // A curl built with nghttp2 lists HTTP2 among its features (curl --http2 / --http2-prior-knowledge).
+      if (!onPath("curl")) return "no curl on PATH";
+      return /^Features:.*\bHTTP2\b/m.test(execFileSync("curl", ["--version"], { encoding: "utf8" }))
+        ? undefined
+        : "curl is built without HTTP/2";
     case "postgres":
       if (!onPath("psql")) return "no psql on PATH";
       return (await listening("127.0.0.1", 5432)) ? undefined : "no PostgreSQL listening on 127.0.0.1:5432";
