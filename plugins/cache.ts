@@ -11,8 +11,12 @@
  * - HIT serves fresh entries (with Age, and 304 for matching conditionals);
  *   past freshness: staleWhileRevalidate serves STALE and refreshes once in
  *   the background; a stored validator turns the miss into a conditional
- *   request (a 304 refreshes the entry); staleIfError serves STALE when the
- *   upstream fails or answers 5xx.
+ *   request (a 304 refreshes the entry when its validators select it,
+ *   entry.ts revalidated); staleIfError serves STALE when the upstream fails
+ *   or answers 5xx; the upstream's own stale-* directives count too.
+ * - Range requests on a stored 200 are answered from it (range.ts).
+ * - A 2xx/3xx to an unsafe method invalidates its URI's entries (invalidate.ts).
+ * - Targeted fields (CDN-Cache-Control …) govern the store and stop here (targeted.ts).
  * - Coalescing: concurrent misses for one key wait for the first one's
  *   response instead of each asking the upstream.
  * - The body streams to the client while it is copied, up to maxEntrySize.
@@ -20,7 +24,8 @@
  * X-Cache: HIT | MISS | STALE | BYPASS on every response of a cached route
  * (except those the gateway refuses before the lookup, like 401 or 429).
  * Client Cache-Control request directives are not obeyed (as NGINX and Varnish
- * by default): a client cannot force misses onto the upstream.
+ * by default): a client cannot force misses onto the upstream, unless the
+ * route sets obeyClientCacheControl (client-directives.ts).
  */
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { pipeline, type Readable } from "node:stream";

@@ -39,6 +39,24 @@ export const Methods = [
   "SEARCH",
   "REPORT",
   "MKCALENDAR",
+  // Issue 12: every other method Node's HTTP parser accepts (http.METHODS; CONNECT is a tunnel,
+  // not a request; QUERY is listed there but refused by Node 20's parser), so extension methods
+  // are routed and forwarded when a route's methods allow them (no methods = any).
+  "ACL",
+  "BIND",
+  "CHECKOUT",
+  "LINK",
+  "M-SEARCH",
+  "MERGE",
+  "MKACTIVITY",
+  "NOTIFY",
+  "PURGE",
+  "REBIND",
+  "SOURCE",
+  "SUBSCRIBE",
+  "UNBIND",
+  "UNLINK",
+  "UNSUBSCRIBE",
 ] as const;
 const Method = T.Union(
   Methods.map((m) => T.Literal(m)),

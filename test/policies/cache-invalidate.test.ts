@@ -189,6 +189,16 @@ for (const kind of ["memory", "redis"] as const) {
       }
     });
 
+    test("extension methods are routed and forwarded (PURGE, M-SEARCH, LINK) and, not known to be safe, invalidate", async () => {
+      for (const m of ["PURGE", "M-SEARCH", "LINK"]) {
+        const p = fresh();
+        await cached(p);
+        const w = await write(m, p);
+        assert.deepEqual([w.status, w.body], [200, `${m} done`], `${m} reached the upstream`);
+        assert.equal((await get(p)).headers["x-cache"], "MISS", `${m} invalidated`);
+      }
+    });
+
     test("a write-only route (cache: { methods: [] }) drops what another route stored", async () => {
       const p = "/i/writes-only";
       await cached(p);
