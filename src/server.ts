@@ -507,7 +507,7 @@ function silenceTimer(this: Server, socket: Socket): void {
   const timer = setTimeout(() => {
     if (!socket.destroyed && socket.bytesRead === start) socket.destroy();
   }, this.headersTimeout).unref();
-  // A short connection lets go of its timer (and the timer of the socket) when it closes.
+  // A short-lived connection clears its timer on close, so the timer does not keep the closed socket alive.
   socket.once("close", () => clearTimeout(timer));
 }
 
