@@ -547,9 +547,11 @@ function headerLimit(socket: Duplex): number {
  */
 function silenceTimer(this: Server, socket: Socket): void {
   const start = socket.bytesRead;
-  setTimeout(() => {
+  const timer = setTimeout(() => {
     if (!socket.destroyed && socket.bytesRead === start) socket.destroy();
   }, this.headersTimeout).unref();
+  // A short-lived connection clears its timer on close, so the timer does not keep the closed socket alive.
+  socket.once("close", () => clearTimeout(timer));
 }
 
 /** 431 for a request with more header fields than the listener allows; true when it answered. */

@@ -15,15 +15,24 @@ import tls from "node:tls";
 import { gateway, type Running, request } from "../helpers/index.js";
 import { codeOf, type Recorder, rawSend, recorder } from "./helpers.js";
 
-/** Connect and resolve once connected (or failed): the socket and a promise of its close. */
-function open(port: number): Promise<{ s: net.Socket; closed: Promise<number> }> {
+/**
+ * Connect and resolve once connected (or failed): the socket, a promise of its close
+ * (ms after connecting), and what it has read so far. It reads from the start: a socket
+ * nobody reads may never see the gateway's FIN as 'end', nor then 'close'.
+ */
+function open(port: number): Promise<{ s: net.Socket; closed: Promise<number>; read: () => string }> {
   return new Promise((ok) => {
     const s = net.connect(port, "127.0.0.1");
     const t0 = Date.now();
+    let text = "";
+    s.on("data", (c: Buffer) => {
+      text += c.toString("latin1");
+    });
+    const read = () => text;
     const closed = new Promise<number>((c) => s.once("close", () => c(Date.now() - t0)));
     s.on("error", () => {});
-    s.once("connect", () => ok({ s, closed }));
-    s.once("close", () => ok({ s, closed }));
+    s.once("connect", () => ok({ s, closed, read }));
+    s.once("close", () => ok({ s, closed, read }));
   });
 }
 
@@ -39,14 +48,6 @@ function trickle(s: net.Socket, text: string, everyMs: number): Promise<void> {
       s.write(text[i++]);
     }, everyMs);
   });
-}
-
-function collect(s: net.Socket): () => string {
-  let text = "";
-  s.on("data", (c: Buffer) => {
-    text += c.toString("latin1");
-  });
-  return () => text;
 }
 
 const within = async <T>(p: Promise<T>, ms: number, what: string): Promise<T> => {
@@ -78,8 +79,7 @@ routes: [{ name: all, service: rec }]
   });
 
   test("slowloris: headers a byte every 20 ms get 408 at the headers timeout, however long they keep coming", async () => {
-    const { s, closed } = await open(gw.port);
-    const read = collect(s);
+    const { s, closed, read } = await open(gw.port);
     const head = `GET /slow HTTP/1.1\r\nHost: h\r\n${"X-Pad: aaaaaaaaaaaaaaaaaaaa\r\n".repeat(40)}\r\n`;
     void trickle(s, head, 20); // 40 × 28 bytes × 20 ms ≈ 22 s if nothing cut it
     const took = await within(closed, 8000, "slowloris connection close");
@@ -90,8 +90,7 @@ routes: [{ name: all, service: rec }]
   });
 
   test("a slow body: 408 at the request timeout, the connection closed", async () => {
-    const { s, closed } = await open(gw.port);
-    const read = collect(s);
+    const { s, closed, read } = await open(gw.port);
     s.write("POST /slow-body HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n");
     void trickle(s, "b".repeat(1000), 20);
     const took = await within(closed, 8000, "slow body connection close");
@@ -106,8 +105,7 @@ routes: [{ name: all, service: rec }]
   });
 
   test("a keep-alive connection idle after its request is closed at the idle timeout", async () => {
-    const { s, closed } = await open(gw.port);
-    const read = collect(s);
+    const { s, closed, read } = await open(gw.port);
     s.write("GET /idle HTTP/1.1\r\nHost: h\r\n\r\n");
     const took = await within(closed, 8000, "idle keep-alive close");
     assert.match(read(), /^HTTP\/1\.1 200 /);
@@ -130,6 +128,7 @@ routes: [{ name: all, service: rec }]
   try {
     const s = tls.connect({ port: gw.port, host: "127.0.0.1", rejectUnauthorized: false });
     s.on("error", () => {});
+    s.resume(); // read, so the gateway's close arrives as 'end' and 'close'
     await once(s, "secureConnect");
     const t0 = Date.now();
     await within(once(s, "close"), 8000, "silent TLS connection close");
@@ -228,7 +227,6 @@ tcp:
       await Promise.all(
         Array.from({ length: Math.min(50, n - i) }, async () => {
           const { s, closed } = await open(port);
-          s.on("data", () => {});
           s.end(randomBytes(bytes));
           await Promise.race([closed, delay(3000).then(() => s.destroy())]);
         }),
