@@ -101,7 +101,8 @@ routes: [{ name: s, service: s }]
 `;
   writeFileSync(file, config(a.url));
   const cli = await startCli(file, workers);
-  const kill = setTimeout(() => cli.child.kill("SIGKILL"), 60_000);
+  // A guard against a hung tree, not a pace: three tsx-compiled processes took over 60 s on a busy machine.
+  const kill = setTimeout(() => cli.child.kill("SIGKILL"), 150_000);
   const admin = `http://127.0.0.1:${cli.adminPort}`;
   const load = stream(cli.dataPort);
   try {
@@ -174,7 +175,8 @@ routes: [{ name: s, service: s }]
 `;
   writeFileSync(file, good);
   const cli = await startCli(file, 2);
-  const kill = setTimeout(() => cli.child.kill("SIGKILL"), 60_000);
+  // A guard against a hung tree, not a pace: three tsx-compiled processes took over 60 s on a busy machine.
+  const kill = setTimeout(() => cli.child.kill("SIGKILL"), 150_000);
   const admin = `http://127.0.0.1:${cli.adminPort}`;
   try {
     const ready = async () => {
