@@ -106,7 +106,26 @@ const Store = Strict(
       description: "memory (embedded) or redis (shared by every worker and instance)",
     }),
     url: T.Optional(T.String({ description: "redis://host:port/db for type redis" })),
-    prefix: T.String({ default: "sy:", description: "Key prefix in Redis" }),
+    cluster: T.Optional(
+      T.Array(T.String(), {
+        minItems: 1,
+        description:
+          "Redis Cluster instead of url: some of its nodes as redis://host:port (the rest are discovered; credentials from the first). One route's rate-limit counters share a slot (the route name is their hash tag)",
+      }),
+    ),
+    sentinels: T.Optional(
+      T.Array(T.String(), {
+        minItems: 1,
+        description:
+          "Redis Sentinel instead of url: sentinels as redis://host:port (credentials in the first are used for the sentinels and the primary); the store follows the primary through failovers. Needs name",
+      }),
+    ),
+    name: T.Optional(T.String({ minLength: 1, description: "The Sentinel master name (with sentinels)" })),
+    prefix: T.String({
+      default: "sy:",
+      description:
+        "Key prefix in Redis (keep braces out of it on a Cluster: a {hash tag} here puts every key in one slot)",
+    }),
     onError: T.Union([T.Literal("local"), T.Literal("allow"), T.Literal("deny")], {
       default: "local",
       description: "When Redis is unreachable or slow: local counters/cache, allow, or deny (503)",
