@@ -134,6 +134,26 @@ const Store = Strict(
   "Shared state for rate limits and the response cache",
 );
 
+const Tracing = Strict(
+  {
+    otlp: T.Optional(
+      T.String({
+        description:
+          "OTLP/HTTP collector base URL (http://collector:4318): spans are exported to <otlp>/v1/traces with the OpenTelemetry SDK (a server span per request, a client span per upstream attempt). Without it nothing is recorded; traceparent is still forwarded, and created when absent",
+      }),
+    ),
+    sampleRatio: T.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 1,
+      description:
+        "Share of new traces recorded (0..1); a request with a traceparent follows its sampled flag",
+    }),
+    serviceName: T.String({ default: "switchyard", description: "service.name of the exported spans" }),
+  },
+  "W3C trace context (traceparent/tracestate) and OpenTelemetry span export",
+);
+
 const Verifier = Strict(
   {
     secret: T.Optional(T.String({ minLength: 1, description: "HMAC secret (HS256/384/512)" })),
@@ -590,6 +610,7 @@ export const ConfigSchema = T.Object(
     }),
     watch: T.Boolean({ default: false, description: "Reload when the file changes" }),
     shutdownTimeout: Duration("Drain time on SIGTERM/SIGINT", "30s"),
+    tracing: T.Optional(Tracing),
     jwt: T.Record(T.String(), Verifier, { default: {}, description: "Named JWT verifiers" }),
     services: T.Record(T.String(), Service, { default: {}, description: "Upstream clusters" }),
     routes: T.Array(Route, { default: [], description: "L7 routes, first match wins" }),
