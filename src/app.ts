@@ -42,6 +42,7 @@ import { genReqId, kState } from "./request-state.js";
 import { matchIncoming } from "./router/incoming.js";
 import { normalizePath, splitTarget } from "./router/normalize.js";
 import { timesRequests } from "./server-timing.js";
+import { clientTraceId } from "./tracing.js";
 
 export { genReqId };
 
@@ -200,6 +201,7 @@ function logRejected(request: FastifyRequest, reply: FastifyReply, statusCode: n
       statusCode,
       responseTime: Math.round(reply.elapsedTime * 1000) / 1000,
       remoteAddress: request.ip,
+      traceId: clientTraceId(request.headers.traceparent),
     },
     "request",
   );

@@ -114,6 +114,11 @@ export function forwardTrace(
   }
 }
 
+/** The trace id of a client's valid traceparent (the access line of a request no route took). */
+export function clientTraceId(v: string | string[] | undefined): string | undefined {
+  return validTraceparent(v) ? v.slice(3, 35) : undefined;
+}
+
 /** The access line's traceId: the request's trace (made now if nothing made one: not forwarded). */
 export function traceIdOf(st: RequestState): string {
   return (st.trace ?? plainTrace(st, st.request?.headers.traceparent)).traceId;

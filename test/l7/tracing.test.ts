@@ -10,15 +10,7 @@ import http, { type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { validTraceparent } from "../../src/tracing.js";
-import {
-  type Backend,
-  backend,
-  capturingLogger,
-  countLanes,
-  gateway,
-  type Running,
-  request,
-} from "../helpers/index.js";
+import { backend, capturingLogger, countLanes, gateway, type Running, request } from "../helpers/index.js";
 
 const CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN = "00f067aa0ba902b7";
@@ -200,6 +192,24 @@ routes:
       assert.ok(retriedTo.includes(failed[0].traceparent), "the retry sent the first attempt's traceparent");
     }
   });
+});
+
+test("a request no route takes: its access line names the client's trace", async () => {
+  const up = await recorder("up");
+  const log = capturingLogger();
+  const gw = await gateway(
+    `services:\n  up: { targets: [${up.url}] }\nroutes:\n  - { name: only, match: { path: /only }, service: up }\n`,
+    { logger: log.logger },
+  );
+  try {
+    const r = await request(gw.url, { path: "/nope", headers: { traceparent: CLIENT_TP } });
+    assert.equal(r.status, 404);
+    const line = log.lines.find((l) => l.msg === "request" && l.reqId === r.headers["x-request-id"]);
+    assert.equal(line?.traceId, CLIENT_TRACE);
+  } finally {
+    await gw.close();
+    await up.close();
+  }
 });
 
 describe("span export to an OTLP/HTTP collector", () => {
