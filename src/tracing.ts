@@ -69,12 +69,21 @@ function randomHex(bytes: number): string {
   }
   const s = pool.toString("hex", at, at + bytes);
   at += bytes;
-  // All zeros is invalid (and 1 in 2^64 at worst): take the next ones.
-  return /^0+$/.test(s) ? randomHex(bytes) : s;
+  return s;
 }
 
-export const newTraceId = (): string => randomHex(16);
-export const newSpanId = (): string => randomHex(8);
+const ZEROS = /^0+$/;
+
+/** A new version-00 traceparent, flags 00 (not sampled: nothing is recorded here). */
+export function newTraceparent(): string {
+  // One read of the pool for both ids; an all-zero id is invalid (1 in 2^64 at worst): draw again.
+  const hex = randomHex(24);
+  const traceId = hex.slice(0, 32);
+  const spanId = hex.slice(32);
+  if (hex.charCodeAt(0) === 0x30 && ZEROS.test(traceId)) return newTraceparent();
+  if (hex.charCodeAt(32) === 0x30 && ZEROS.test(spanId)) return newTraceparent();
+  return `00-${traceId}-${spanId}-00`;
+}
 
 /**
  * The request's trace state on the path without span export: the client's
@@ -85,7 +94,7 @@ function plainTrace(st: RequestState, incoming: string | string[] | undefined): 
   if (t === undefined) {
     t = validTraceparent(incoming)
       ? { traceId: incoming.slice(3, 35) }
-      : { traceId: "", created: `00-${newTraceId()}-${newSpanId()}-00` };
+      : { traceId: "", created: newTraceparent() };
     if (t.created !== undefined) t.traceId = t.created.slice(3, 35);
     st.trace = t;
   }

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import http, { type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { validTraceparent } from "../../src/tracing.js";
+import { newTraceparent, validTraceparent } from "../../src/tracing.js";
 import { backend, capturingLogger, countLanes, gateway, type Running, request } from "../helpers/index.js";
 
 const CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -92,6 +92,16 @@ describe("validTraceparent (W3C Trace Context §3.2)", () => {
       [CLIENT_TP, CLIENT_TP],
     ])
       assert.equal(validTraceparent(bad), false, String(bad));
+  });
+
+  test("made traceparents are valid, unsampled and all different (across pool refills)", () => {
+    const made = new Set<string>();
+    for (let i = 0; i < 1000; i++) {
+      const tp = newTraceparent();
+      assert.ok(validTraceparent(tp) && tp.length === 55 && tp.endsWith("-00"), tp);
+      made.add(tp.slice(3, 35));
+    }
+    assert.equal(made.size, 1000);
   });
 });
 
