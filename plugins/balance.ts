@@ -18,6 +18,7 @@ import type { CompiledRoute, Generation } from "../src/generation.js";
 import { HeadReply } from "../src/lane-exchange.js";
 import { applyHeadEdits, planOf } from "../src/lane-plan.js";
 import { kState, type RequestState } from "../src/request-state.js";
+import { forwardTrace } from "../src/tracing.js";
 import {
   backoffDelay,
   type RetryCondition,
@@ -353,6 +354,8 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
   // The route's response header rules (CORS, response transform), complete once its policies registered.
   const { headEdits: edits, headRemoves } = planOf(route);
   const drops = headRemoves.size > 0 ? headRemoves : undefined;
+  // Span export for this route (src/tracing-otel.ts), decided at load: absent, no span work at all.
+  const tracer = route.tracer;
   const fromOptions = {
     getUpstream: (req: FastifyRequest) => req.raw[kState]!.target!.origin,
     queryString: (_search: string, _url: string, req: FastifyRequest) => req.raw[kState]!.query,
@@ -452,6 +455,7 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
       if (statusCode >= 500) st.service!.reportFailure(target);
       else st.service!.reportSuccess(target);
     }
+    tracer?.attemptDone(st, statusCode);
     if (
       statusCode >= 502 &&
       statusCode <= 504 &&
@@ -515,6 +519,7 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
       if (status >= 500) service.reportFailure(target);
       else service.reportSuccess(target);
     }
+    tracer?.attemptDone(st, status);
     if (status >= 502 && status <= 504 && retry(request, reply, st, String(status) as RetryCondition)) {
       discard(res);
       // reply-from already copied this answer's headers onto the reply; the next attempt sets its own.
@@ -531,6 +536,7 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
     const st = request.raw[kState]!;
     const failed = st.target;
     const code = upstreamCode(error);
+    tracer?.attemptDone(st, undefined, code);
     if (st.tooLarge || code === "SY_BODY_TOO_LARGE") {
       releaseLease(st);
       // HTTP/2 has no Connection header: the stream ends with the answer (RFC 9113 §8.2.2).
@@ -755,6 +761,8 @@ export function rewriteRequestHeaders(
   headers["x-forwarded-proto"] = request.protocol;
   if (clientHost !== undefined) headers["x-forwarded-host"] = clientHost;
   headers["x-request-id"] = request.id;
+  // W3C traceparent: the client's when valid, else one made here; with span export, the attempt's span.
+  forwardTrace(st, request.raw.headers, headers, st.route.tracer);
   return headers;
 }
 

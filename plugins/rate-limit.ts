@@ -120,7 +120,8 @@ export const rateLimitPolicy = fp(
     await scope.register(fastifyRateLimit, {
       global: false,
       enableDraftSpec: true,
-      store: storeAdapter(store, `rl:${route.name}:`, batchFor(cfg.max)),
+      // The route name (letters, digits, _ . -) is a Redis Cluster hash tag: one route's counters, one slot (issue 14).
+      store: storeAdapter(store, `rl:{${route.name}}:`, batchFor(cfg.max)),
     });
     const limiter = scope.rateLimit({
       max: cfg.max,

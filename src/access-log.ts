@@ -1,12 +1,13 @@
 /**
  * The one access line per request (SPEC §8): reqId (from the request's
  * logger), method, path, route, service, target, statusCode, bytes,
- * responseTime (ms), remoteAddress, cache.
+ * responseTime (ms), remoteAddress, cache, traceId (src/tracing.ts).
  */
 import type { ServerResponse } from "node:http";
 import type { FastifyBaseLogger } from "fastify";
 import { releaseTarget } from "../plugins/balance.js";
 import { kState, type RequestState } from "./request-state.js";
+import { traceIdOf } from "./tracing.js";
 
 export function logAccess(
   st: RequestState,
@@ -28,6 +29,7 @@ export function logAccess(
       responseTime: Math.round(reply.elapsedTime * 1000) / 1000,
       remoteAddress: request.ip,
       cache: st.cache,
+      traceId: traceIdOf(st),
       websocket: extra?.websocket,
     },
     "request",
@@ -45,6 +47,8 @@ export function onResponseClose(this: ServerResponse): void {
   const target = st.target?.url;
   const status = this.writableFinished ? this.statusCode : 499;
   st.ended = true;
+  // With span export (decided at load): the request's server span ends here.
+  st.route.tracer?.end(st, status);
   // Counted where this listener was attached (app.ts attach, the lanes); a retired generation waits for 0.
   if (st.request !== undefined) {
     const live = st.route.live;

@@ -50,6 +50,7 @@ import { genReqId, kState } from "./request-state.js";
 import { matchIncoming } from "./router/incoming.js";
 import { normalizePath, splitTarget } from "./router/normalize.js";
 import { timesRequests } from "./server-timing.js";
+import { clientTraceId } from "./tracing.js";
 
 export { genReqId };
 
@@ -94,6 +95,7 @@ export const switchyard = fp<SwitchyardOptions>(
     // Fastify 5 knows the common methods; the WebDAV ones routes may name are added.
     for (const m of Methods) if (!app.supportedMethods.includes(m)) app.addHttpMethod(m, { hasBody: true });
     app.addConstraintStrategy(routeStrategy(generation) as never);
+    await traceRoutes(app, generation);
     await app.register(async function gateway(scope) {
       await scope.register(forwarder, { generation });
       await scope.register(verifiers, { generation });
@@ -126,6 +128,23 @@ export const switchyard = fp<SwitchyardOptions>(
   },
   { name: "switchyard", fastify: "5.x" },
 );
+
+/**
+ * With `tracing.otlp`, every route of the generation records spans through one
+ * SDK provider (loaded only then), flushed and stopped when the instance
+ * closes. Without it no route has a tracer: the W3C header work in
+ * src/tracing.ts is all a request does (issue 14).
+ */
+async function traceRoutes(app: FastifyInstance, generation: Generation): Promise<void> {
+  const cfg = generation.config.tracing;
+  if (cfg?.otlp === undefined) return;
+  const { startTracing } = await import("./tracing-otel.js");
+  const tracing = startTracing(cfg);
+  for (const route of generation.routes) route.tracer = tracing.tracer;
+  app.addHook("onClose", async function tracingShutdown() {
+    await tracing.shutdown();
+  });
+}
 
 /**
  * One route's own encapsulated scope: its parser limit, its hooks, its handler.
@@ -190,6 +209,7 @@ function logRejected(request: FastifyRequest, reply: FastifyReply, statusCode: n
       statusCode,
       responseTime: Math.round(reply.elapsedTime * 1000) / 1000,
       remoteAddress: request.ip,
+      traceId: clientTraceId(request.headers.traceparent),
     },
     "request",
   );

@@ -11,6 +11,7 @@ import type { RouteMetrics } from "./metrics/cells.js";
 import type { RequestState } from "./request-state.js";
 import { compileMatcher, type Matcher } from "./router/match.js";
 import { compileRewrite, type Rewrite } from "./router/rewrite.js";
+import type { RouteTracer } from "./tracing.js";
 import { buildServices, type Service } from "./upstreams/service.js";
 
 export interface CompiledRoute {
@@ -30,6 +31,8 @@ export interface CompiledRoute {
   readonly live: Live;
   /** The route's metric cells, bound by Metrics.bind before the generation serves; absent without `admin`. */
   metrics?: RouteMetrics;
+  /** Span export (src/tracing-otel.ts), set at load when `tracing.otlp` is; absent otherwise. */
+  tracer?: RouteTracer;
 }
 
 /** Requests of one generation still being answered: a reload closes the old one once they are done. */

@@ -45,6 +45,7 @@ export function semanticChecks(cfg: Config, ctx: CheckContext): void {
 
   checkTargets(cfg, ctx);
   checkTransport(cfg, ctx);
+  checkStore(cfg, ctx);
   if (cfg.routes.length > 0 && cfg.listen.length === 0) {
     ctx.report([], "routes are declared but no L7 listener: add `listen: [{ port: 8080 }]`", "listen");
   }
@@ -133,6 +134,29 @@ function checkSticky(
   seen.set(cookie, name);
   const l4 = targets.some((t) => /^(tcp|udp)$/.test(entryScheme(t) ?? ""));
   if (l4) ctx.report(["services", name, "sticky"], "sticky is cookie affinity for http(s) targets (L7 only)");
+}
+
+/** store: one of url, cluster or sentinels (+ name), each a redis:// URL (issue 14). */
+function checkStore(cfg: Config, ctx: CheckContext) {
+  const st = cfg.store;
+  if (st === undefined) return;
+  const given = (["url", "cluster", "sentinels"] as const).filter((k) => st[k] !== undefined);
+  if (st.type !== "redis") {
+    for (const k of [...given, ...(st.name !== undefined ? ["name" as const] : [])])
+      ctx.report(["store", k], `store.${k} needs type: redis`);
+    return;
+  }
+  if (given.length > 1)
+    ctx.report(["store", given[1]], `give one of store.url, store.cluster or store.sentinels`);
+  if (st.sentinels !== undefined && st.name === undefined)
+    ctx.report(["store"], "store.sentinels needs the master's name (name: mymaster)", "sentinels");
+  if (st.name !== undefined && st.sentinels === undefined)
+    ctx.report(["store", "name"], "store.name is the Sentinel master name: it goes with store.sentinels");
+  for (const k of ["cluster", "sentinels"] as const)
+    st[k]?.forEach((u, i) => {
+      if (!/^rediss?:\/\/[^/]+:\d+\/?$/.test(u))
+        ctx.report(["store", k, i], `'${u}' must be redis://host:port (or rediss://)`);
+    });
 }
 
 function checkTargets(cfg: Config, ctx: CheckContext) {

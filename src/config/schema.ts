@@ -141,13 +141,52 @@ const Store = Strict(
       description: "memory (embedded) or redis (shared by every worker and instance)",
     }),
     url: T.Optional(T.String({ description: "redis://host:port/db for type redis" })),
-    prefix: T.String({ default: "sy:", description: "Key prefix in Redis" }),
+    cluster: T.Optional(
+      T.Array(T.String(), {
+        minItems: 1,
+        description:
+          "Redis Cluster instead of url: some of its nodes as redis://host:port (the rest are discovered; credentials from the first). One route's rate-limit counters share a slot (the route name is their hash tag)",
+      }),
+    ),
+    sentinels: T.Optional(
+      T.Array(T.String(), {
+        minItems: 1,
+        description:
+          "Redis Sentinel instead of url: sentinels as redis://host:port (credentials in the first are used for the sentinels and the primary); the store follows the primary through failovers. Needs name",
+      }),
+    ),
+    name: T.Optional(T.String({ minLength: 1, description: "The Sentinel master name (with sentinels)" })),
+    prefix: T.String({
+      default: "sy:",
+      description:
+        "Key prefix in Redis (keep braces out of it on a Cluster: a {hash tag} here puts every key in one slot)",
+    }),
     onError: T.Union([T.Literal("local"), T.Literal("allow"), T.Literal("deny")], {
       default: "local",
       description: "When Redis is unreachable or slow: local counters/cache, allow, or deny (503)",
     }),
   },
   "Shared state for rate limits and the response cache",
+);
+
+const Tracing = Strict(
+  {
+    otlp: T.Optional(
+      T.String({
+        description:
+          "OTLP/HTTP collector base URL (http://collector:4318): spans are exported to <otlp>/v1/traces with the OpenTelemetry SDK (a server span per request, a client span per upstream attempt). Without it nothing is recorded; traceparent is still forwarded, and created when absent",
+      }),
+    ),
+    sampleRatio: T.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 1,
+      description:
+        "Share of new traces recorded (0..1); a request with a traceparent follows its sampled flag",
+    }),
+    serviceName: T.String({ default: "switchyard", description: "service.name of the exported spans" }),
+  },
+  "W3C trace context (traceparent/tracestate) and OpenTelemetry span export",
 );
 
 const Verifier = Strict(
@@ -736,6 +775,7 @@ export const ConfigSchema = T.Object(
         },
       ),
     ),
+    tracing: T.Optional(Tracing),
     jwt: T.Record(T.String(), Verifier, { default: {}, description: "Named JWT verifiers" }),
     services: T.Record(T.String(), Service, { default: {}, description: "Upstream clusters" }),
     routes: T.Array(Route, { default: [], description: "L7 routes, first match wins" }),

@@ -184,6 +184,9 @@ export function createStore(cfg: StoreConfig, log: FastifyBaseLogger): GatewaySt
   let store: GatewayStore | undefined;
   const redis = new RedisStore({
     url: cfg.url ?? "redis://127.0.0.1:6379",
+    cluster: cfg.cluster,
+    sentinels: cfg.sentinels,
+    name: cfg.name,
     prefix: cfg.prefix,
     onConnectionError: (err) => store?.failed(err),
     onReady: () => store?.recovered(),
@@ -195,7 +198,8 @@ export function createStore(cfg: StoreConfig, log: FastifyBaseLogger): GatewaySt
 /** Two `store:` sections with the same key make the same store (memory: onError plays no part). */
 function settingsKey(cfg: StoreConfig): string {
   if (cfg?.type !== "redis") return "memory";
-  return JSON.stringify(["redis", cfg.url ?? "redis://127.0.0.1:6379", cfg.prefix, cfg.onError]);
+  const where = cfg.cluster ?? cfg.sentinels ?? cfg.url ?? "redis://127.0.0.1:6379";
+  return JSON.stringify(["redis", where, cfg.name, cfg.prefix, cfg.onError]);
 }
 
 interface Held {

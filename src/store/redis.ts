@@ -18,24 +18,20 @@
  *
  * Purges are admin work that may touch many keys: they use a second, lazily
  * made connection with a 5s command timeout so the hot path keeps its 50ms.
- * Multi-key scripts mean a single Redis (or a primary), not Redis Cluster.
+ *
+ * Redis Cluster (issue 14): every hot-path command touches one key, so it
+ * goes to the key's node as is (rate-limit keys carry the route name as a hash
+ * tag, so one route's counters live in one slot: plugins/rate-limit.ts). The
+ * two multi-key operations are split there: a tagged set writes each tag set
+ * on its own (before the value, so a purge by tag never misses a stored value),
+ * and purges scan every primary and delete key by key. On one server or a
+ * Sentinel primary they stay single atomic scripts.
  */
-import { createRequire } from "node:module";
-import type { Redis, RedisOptions } from "ioredis";
+import type { Cluster, Redis, RedisOptions } from "ioredis";
+import { type RedisTarget, redisClient } from "./redis-client.js";
 import type { Count, StoreBackend } from "./types.js";
 
 export const COMMAND_TIMEOUT_MS = 50;
-
-/**
- * ioredis (and its dependencies) cost ~20 MB of RSS; a gateway on the memory
- * store never loads it. It is CommonJS, so a synchronous require keeps the
- * store's constructor synchronous.
- */
-let RedisClass: typeof Redis | undefined;
-function redisClass(): typeof Redis {
-  RedisClass ??= (createRequire(import.meta.url)("ioredis") as typeof import("ioredis")).Redis;
-  return RedisClass;
-}
 
 // INCRBY (1, or a batch of counts for a lease: lease.ts) then start the window on the
 // first hit; a key found without expiry (a crash between the two calls elsewhere) gets
@@ -59,6 +55,13 @@ for i = 2, #KEYS do
 end
 return 1`;
 
+// Cluster: one tag set (KEYS[1]) gains the value's key (ARGV[1]) and lives at least ARGV[2] ms.
+const TAG = `
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2], 'GT')
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1`;
+
 const PURGE_TAGS = `
 local n = 0
 for i = 1, #KEYS do
@@ -70,11 +73,14 @@ return n`;
 interface Scripted {
   syIncr(key: string, windowMs: number, by: number): Promise<[number, number]>;
   sySetTagged(...args: (string | Buffer | number)[]): Promise<number>;
+  syTag(tagKey: string, key: string, ttlMs: number): Promise<number>;
   syPurgeTags(...args: (string | number)[]): Promise<number>;
 }
 
-export interface RedisStoreOptions {
-  url: string;
+/** A single server's or Sentinel primary's client, or a Cluster's: the same commands. */
+type Client = (Redis | Cluster) & Scripted;
+
+export interface RedisStoreOptions extends RedisTarget {
   /** Namespace for every key (the `store.prefix` setting). */
   prefix: string;
   /** Told about connection errors (the caller decides how loudly to log). */
@@ -83,11 +89,16 @@ export interface RedisStoreOptions {
   onReady?: () => void;
 }
 
-function define(client: Redis): Redis & Scripted {
+function define(client: Redis | Cluster): Client {
   client.defineCommand("syIncr", { numberOfKeys: 1, lua: INCR });
   client.defineCommand("sySetTagged", { lua: SET_TAGGED });
+  client.defineCommand("syTag", { numberOfKeys: 1, lua: TAG });
   client.defineCommand("syPurgeTags", { lua: PURGE_TAGS });
-  return client as Redis & Scripted;
+  return client as Client;
+}
+
+function isCluster(c: Redis | Cluster): c is Cluster {
+  return (c as Cluster).isCluster === true;
 }
 
 /** Redis glob metacharacters, escaped so a path prefix matches only itself. */
@@ -97,8 +108,8 @@ function globEscape(s: string): string {
 
 export class RedisStore implements StoreBackend {
   readonly kind = "redis";
-  readonly client: Redis & Scripted;
-  private admin: (Redis & Scripted) | undefined;
+  readonly client: Client;
+  private admin: Client | undefined;
 
   constructor(private readonly opts: RedisStoreOptions) {
     const options: RedisOptions = {
@@ -112,9 +123,11 @@ export class RedisStore implements StoreBackend {
       // requests) leave in one write: one syscall for many requests instead of one each.
       enableAutoPipelining: true,
     };
-    this.client = define(new (redisClass())(opts.url, options));
+    this.client = define(redisClient(opts, options));
     // ioredis prints unhandled 'error' events to the console; they are reported once, upstream of here.
     this.client.on("error", (err: Error) => opts.onConnectionError?.(err));
+    // A Cluster reports a lost node as 'node error' (the cluster as a whole may still be up).
+    this.client.on("node error", (err: Error) => opts.onConnectionError?.(err));
     this.client.on("ready", () => opts.onReady?.());
   }
 
@@ -142,14 +155,29 @@ export class RedisStore implements StoreBackend {
 
   async set(key: string, value: Buffer, ttlMs: number, tags: readonly string[] = []): Promise<void> {
     if (ttlMs <= 0) return;
+    const ttl = Math.ceil(ttlMs);
+    const c = this.client;
+    if (isCluster(c)) {
+      // Tag sets live in other slots than the value: index first, then store (see above).
+      const k = this.k(key);
+      await Promise.all(tags.map((t) => c.syTag(this.k(`t:${t}`), k, ttl)));
+      await c.set(k, value, "PX", ttl);
+      return;
+    }
     const keys = [this.k(key), ...tags.map((t) => this.k(`t:${t}`))];
-    await this.client.sySetTagged(keys.length, ...keys, value, Math.ceil(ttlMs));
+    await c.sySetTagged(keys.length, ...keys, value, ttl);
   }
 
-  private async adminClient(): Promise<Redis & Scripted> {
+  private async adminClient(): Promise<Client> {
     if (this.admin === undefined) {
-      this.admin = define(this.client.duplicate({ commandTimeout: 5000 }));
+      const c = this.client;
+      this.admin = define(
+        isCluster(c)
+          ? c.duplicate(undefined, { redisOptions: { ...c.options.redisOptions, commandTimeout: 5000 } })
+          : c.duplicate({ commandTimeout: 5000 }),
+      );
       this.admin.on("error", () => {});
+      this.admin.on("node error", () => {});
     }
     await connected(this.admin, 1000);
     return this.admin;
@@ -157,11 +185,24 @@ export class RedisStore implements StoreBackend {
 
   async purgePrefix(keyPrefix: string, filter: (key: string) => boolean): Promise<number> {
     const admin = await this.adminClient();
+    // A Cluster's keys are spread over its primaries: each is scanned (SCAN is per node).
+    const cluster = isCluster(admin);
+    const nodes = cluster ? admin.nodes("master") : [admin];
+    const counts = await Promise.all(nodes.map((node) => this.purgeNode(node, cluster, keyPrefix, filter)));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
+  private async purgeNode(
+    node: Redis,
+    oneByOne: boolean,
+    keyPrefix: string,
+    filter: (key: string) => boolean,
+  ): Promise<number> {
     const strip = this.opts.prefix.length;
     let n = 0;
     let cursor = "0";
     do {
-      const [next, keys] = await admin.scan(
+      const [next, keys] = await node.scan(
         cursor,
         "MATCH",
         `${globEscape(this.k(keyPrefix))}*`,
@@ -170,7 +211,7 @@ export class RedisStore implements StoreBackend {
       );
       cursor = next;
       const doomed = keys.filter((k) => filter(k.slice(strip)));
-      if (doomed.length > 0) n += await admin.unlink(...doomed);
+      if (doomed.length > 0) n += await unlink(node, doomed, oneByOne);
     } while (cursor !== "0");
     return n;
   }
@@ -183,7 +224,15 @@ export class RedisStore implements StoreBackend {
     if (tags.length === 0) return 0;
     const client = hot ? this.client : await this.adminClient();
     const keys = tags.map((t) => this.k(`t:${t}`));
-    return client.syPurgeTags(keys.length, ...keys);
+    if (!isCluster(client)) return client.syPurgeTags(keys.length, ...keys);
+    // Cluster: a tag set's members live in other slots; read it, then delete key by key.
+    let n = 0;
+    for (const tagKey of keys) {
+      const members = await client.smembers(tagKey);
+      for (const deleted of await Promise.all(members.map((k) => client.unlink(k)))) n += deleted;
+      await client.unlink(tagKey);
+    }
+    return n;
   }
 
   async close(): Promise<void> {
@@ -196,7 +245,23 @@ export class RedisStore implements StoreBackend {
   }
 }
 
-function connected(client: Redis, timeoutMs: number): Promise<boolean> {
+/**
+ * UNLINK `keys` found on `node`. On a Cluster node they may sit in different
+ * slots (CROSSSLOT for one multi-key UNLINK), so each is its own command, in one pipeline.
+ */
+async function unlink(node: Redis, keys: string[], oneByOne: boolean): Promise<number> {
+  if (!oneByOne) return node.unlink(...keys);
+  const p = node.pipeline();
+  for (const k of keys) p.unlink(k);
+  let n = 0;
+  for (const [err, v] of (await p.exec()) ?? []) {
+    if (err) throw err;
+    n += v as number;
+  }
+  return n;
+}
+
+function connected(client: Redis | Cluster, timeoutMs: number): Promise<boolean> {
   if (client.status === "ready") return Promise.resolve(true);
   return new Promise((resolve) => {
     const done = (ok: boolean) => {

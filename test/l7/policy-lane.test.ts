@@ -128,8 +128,10 @@ const stable = (h: http.IncomingHttpHeaders) =>
 /** What the upstream saw, minus what differs per request. */
 const seen = (body: string) => {
   const { headers, url } = JSON.parse(body) as { url: string; headers: Record<string, string> };
-  const { "x-request-id": _id, "content-length": _cl, ...rest } = headers;
-  return { url, headers: rest };
+  const { "x-request-id": _id, "content-length": _cl, traceparent, ...rest } = headers;
+  // A traceparent made by the gateway is new per request (issue 14): compared by its form.
+  const made = /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/.test(traceparent);
+  return { url, headers: { ...rest, traceparent: made ? "made" : traceparent } as Record<string, string> };
 };
 
 /**

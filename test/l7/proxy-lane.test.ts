@@ -106,9 +106,11 @@ describe("forwarding fast lane", () => {
     assert.equal(sa.headers["x-request-id"], "lane-1");
     assert.equal(sa.headers["x-drop"], undefined, "a field Connection names stays behind");
     assert.equal(sa.headers["x-forwarded-for"], "127.0.0.1");
-    const { "x-request-id": _a, "content-length": _ca, ...ha } = sa.headers;
-    const { "x-request-id": _b, "content-length": _cb, ...hb } = sb.headers;
+    const { "x-request-id": _a, "content-length": _ca, traceparent: ta, ...ha } = sa.headers;
+    const { "x-request-id": _b, "content-length": _cb, traceparent: tb, ...hb } = sb.headers;
     assert.deepEqual(ha, hb);
+    // Each made its own traceparent (no client one): new per request, same form (issue 14).
+    for (const t of [ta, tb]) assert.match(t, /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
   });
 
   test("a path whose encoded bytes are not UTF-8 is 400 SY_BAD_PATH on both paths, never forwarded", async () => {

@@ -341,7 +341,7 @@ routes:
       assert.equal((await request(a.url, { path: "/x" })).status, 429);
       assert.equal((await request(b.url, { path: "/x" })).status, 429);
       const r = await client();
-      const keys = await r.keys(`${prefix}rl:api:*`);
+      const keys = await r.keys(`${prefix}rl:{api}:*`);
       assert.equal(keys.length, 1);
       assert.equal(await r.get(keys[0]), "12");
       r.disconnect();
@@ -374,7 +374,7 @@ routes:
       assert.deepEqual(await statuses(a.url, 2, { path: "/x" }), [200, 200]);
       assert.deepEqual(await statuses(b.url, 2, { path: "/x" }), [200, 429], "shared again");
       const r = await client(redis.url);
-      const keys = await r.keys("sy:rl:api:*");
+      const keys = await r.keys("sy:rl:{api}:*");
       assert.equal(await r.get(keys[0]), "4");
       r.disconnect();
     });
