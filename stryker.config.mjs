@@ -89,14 +89,20 @@ export const groups = {
   // What the cache may store (SPEC §6): never Set-Cookie, private, no-store, Vary: *, Authorization.
   "cache-storable": {
     mutate: () => [
-      fn("src/cache/entry.ts", "directives"),
+      fn("src/cache/entry.ts", "lowerDirectives"),
+      fn("src/cache/freshness-fields.ts", "parseCacheControl"),
       fn("src/cache/entry.ts", "varyNames"),
       fn("src/cache/entry.ts", "buildEntry"),
       span("src/cache/entry.ts", /^const UNSTORED\b/, /^\]\);/),
       span("plugins/cache.ts", /raw\.headers\.authorization !== undefined/, /BYPASS/),
       span("plugins/cache.ts", /h\.authorization !== undefined \|\|/, /h\.authorization/),
     ],
-    tests: ["test/policies/cache.test.ts", "test/policies/cache-lane.test.ts"],
+    tests: [
+      "test/policies/cache.test.ts",
+      "test/policies/cache-lane.test.ts",
+      "test/policies/cache-freshness.test.ts",
+      "test/policies/cache-targeted.test.ts",
+    ],
   },
 };
 
