@@ -7,67 +7,41 @@
  * Cache-Control comes from the path (/s/… stale at once, /m/… must-revalidate).
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import { type Backend, backend, gateway, type Running, request } from "../helpers/index.js";
-import { missing } from "../helpers/needs.js";
-import { deleteKeys, uniquePrefix, within } from "../store/redis-helpers.js";
+import { test } from "node:test";
+import { cacheSuites } from "./cache-harness.js";
 
-const noRedis = await missing("redis");
-
-let up: Backend;
 let n = 0;
 const asked: { url: string; inm?: string }[] = [];
 const count = (p: string) => asked.filter((a) => a.url === p).length;
 
-before(async () => {
-  up = await backend("up", (req, res) => {
-    const url = req.url ?? "/";
-    const inm = req.headers["if-none-match"] as string | undefined;
-    asked.push({ url, inm });
-    const cc = url.includes("/s/")
-      ? "max-age=0"
-      : url.includes("/m/")
-        ? "max-age=0, must-revalidate"
-        : "max-age=60";
-    const headers: Record<string, string> = { "content-type": "text/plain", "cache-control": cc };
-    if (url.includes("/etag/")) headers.etag = '"e1"';
-    if (inm === '"e1"') {
-      res.writeHead(304, headers);
-      res.end();
-      return;
-    }
-    res.writeHead(200, headers);
-    res.end(`${url} #${up.hits}`);
-  });
-});
-after(async () => {
-  await up.close();
-});
-
-for (const kind of ["memory", "redis"] as const) {
-  describe(`client request directives (${kind} store)`, {
-    skip: kind === "redis" ? noRedis : undefined,
-  }, () => {
-    let gw: Running;
-    const prefix = uniquePrefix();
-    before(async () => {
-      const store =
-        kind === "redis"
-          ? `store: { type: redis, url: "redis://127.0.0.1:6379", prefix: "${prefix}" }\n`
-          : "";
-      gw = await gateway(`${store}services:
-  up: { targets: [${up.url}] }
-routes:
-  - { name: obey, match: { path: /obey }, service: up, cache: { ttl: 1h, obeyClientCacheControl: true } }
-  - { name: deaf, match: { path: /deaf }, service: up, cache: { ttl: 1h } }
-`);
-    });
-    after(async () => {
-      await gw.close();
-      if (kind === "redis") await deleteKeys(prefix);
-    });
-    const get = (path: string, headers: Record<string, string> = {}) =>
-      within(3000, request(gw.url, { path, headers }));
+cacheSuites(
+  "client request directives",
+  {
+    origin: (req, res, up) => {
+      const url = req.url ?? "/";
+      const inm = req.headers["if-none-match"] as string | undefined;
+      asked.push({ url, inm });
+      const cc = url.includes("/s/")
+        ? "max-age=0"
+        : url.includes("/m/")
+          ? "max-age=0, must-revalidate"
+          : "max-age=60";
+      const headers: Record<string, string> = { "content-type": "text/plain", "cache-control": cc };
+      if (url.includes("/etag/")) headers.etag = '"e1"';
+      if (inm === '"e1"') {
+        res.writeHead(304, headers);
+        res.end();
+        return;
+      }
+      res.writeHead(200, headers);
+      res.end(`${url} #${up.hits}`);
+    },
+    routes: [
+      { name: "obey", path: "/obey", cache: { ttl: "1h", obeyClientCacheControl: true } },
+      { name: "deaf", path: "/deaf", cache: { ttl: "1h" } },
+    ],
+  },
+  ({ get }) => {
     const p = (base: string) => `${base}/t${n++}`;
 
     test("off by default: no-cache, max-age=0 and Pragma are ignored; only-if-cached goes upstream", async () => {
@@ -139,5 +113,5 @@ routes:
       const hit = await get(path, { "cache-control": "only-if-cached" });
       assert.deepEqual([hit.status, hit.headers["x-cache"]], [200, "HIT"]);
     });
-  });
-}
+  },
+);

@@ -10,35 +10,23 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { after, before, describe, test } from "node:test";
-import { type Backend, backend, gateway, type Running, request } from "../helpers/index.js";
-import { missing } from "../helpers/needs.js";
-import { deleteKeys, uniquePrefix, within } from "../store/redis-helpers.js";
-
-const noRedis = await missing("redis");
+import { after, before, test } from "node:test";
+import { within } from "../store/redis-helpers.js";
+import { cacheSuites } from "./cache-harness.js";
 
 type Handler = (req: IncomingMessage, res: ServerResponse, n: number) => void;
 const handlers = new Map<string, Handler>();
 const counts = new Map<string, number>();
-let up: Backend;
 let n = 0;
 const fresh = () => `/f/t${n++}`;
 
 // Dates parsed as local time would be hours off here (UTC+5): the gateway must read them as UTC.
 const tzBefore = process.env.TZ;
-before(async () => {
+before(() => {
   process.env.TZ = "Etc/GMT-5";
-  up = await backend("up", (req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
-    const k = (counts.get(path) ?? 0) + 1;
-    counts.set(path, k);
-    handlers.get(path)?.(req, res, k);
-    up.server.emit("answered", path, k);
-  });
 });
-after(async () => {
+after(() => {
   process.env.TZ = tzBefore;
-  await up.close();
 });
 
 function answer(path: string, headers: Record<string, string>) {
@@ -57,26 +45,20 @@ const rfc850 = (d: Date, yy = pad(d.getUTCFullYear() % 100)) =>
 const asctime = (d: Date) =>
   `${DAY[d.getUTCDay()].slice(0, 3)} ${MON[d.getUTCMonth()]} ${String(d.getUTCDate()).padStart(2, " ")} ${clock(d)} ${d.getUTCFullYear()}`;
 
-for (const kind of ["memory", "redis"] as const) {
-  describe(`cache freshness fields (${kind} store)`, { skip: kind === "redis" ? noRedis : undefined }, () => {
-    let gw: Running;
-    const prefix = uniquePrefix();
-    before(async () => {
-      const store =
-        kind === "redis"
-          ? `store: { type: redis, url: "redis://127.0.0.1:6379", prefix: "${prefix}" }\n`
-          : "";
-      gw = await gateway(`${store}services:
-  up: { targets: [${up.url}] }
-routes:
-  - { name: api, match: { path: /f }, service: up, cache: { ttl: 1h } }
-`);
-    });
-    after(async () => {
-      await gw.close();
-      if (kind === "redis") await deleteKeys(prefix);
-    });
-    const get = (path: string) => within(3000, request(gw.url, { path }));
+cacheSuites(
+  "cache freshness fields",
+  {
+    origin: (req, res, up) => {
+      const path = (req.url ?? "/").split("?")[0];
+      const k = (counts.get(path) ?? 0) + 1;
+      counts.set(path, k);
+      handlers.get(path)?.(req, res, k);
+      up.server.emit("answered", path, k);
+    },
+    routes: [{ name: "api", path: "/f", cache: { ttl: "1h" } }],
+  },
+  (gw) => {
+    const { get } = gw;
     /** X-Cache of the second request for a response carrying `headers`. */
     const second = async (headers: Record<string, string>) => {
       const p = fresh();
@@ -178,7 +160,7 @@ routes:
       const p = fresh();
       answer(p, { "cache-control": "max-age=0, stale-while-revalidate=60" });
       assert.equal((await get(p)).body, "body #1");
-      const refreshed = once(up.server, "answered");
+      const refreshed = once(gw.up.server, "answered");
       const r = await get(p);
       assert.deepEqual([r.body, r.headers["x-cache"]], ["body #1", "STALE"]);
       assert.deepEqual(await within(3000, refreshed, "the background refresh"), [p, 2]);
@@ -190,5 +172,5 @@ routes:
       }
       assert.equal(body, "body #2");
     });
-  });
-}
+  },
+);

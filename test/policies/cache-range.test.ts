@@ -5,62 +5,37 @@
  * Range requests to Fastify) and on the shared Redis.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import { type Backend, backend, gateway, type Running, request } from "../helpers/index.js";
-import { missing } from "../helpers/needs.js";
-import { deleteKeys, uniquePrefix, within } from "../store/redis-helpers.js";
+import { test } from "node:test";
+import { cacheSuites } from "./cache-harness.js";
 
-const noRedis = await missing("redis");
 const BODY = "0123456789";
 const LM = new Date(Date.now() - 3_600_000).toUTCString();
 
-let up: Backend;
 let n = 0;
 const fresh = (q = "") => `/r/t${n++}${q}`;
 const asked: { url: string; range?: string }[] = [];
 
-before(async () => {
-  up = await backend("up", (req, res) => {
-    const range = req.headers.range;
-    asked.push({ url: req.url ?? "", range });
-    const etag = req.url?.includes("weak") ? 'W/"w1"' : '"s1"';
-    const base = { "content-type": "text/plain", etag, "last-modified": LM, "cache-control": "max-age=60" };
-    const m = /^bytes=(\d+)-(\d+)$/.exec(range ?? "");
-    if (m) {
-      const [a, b] = [Number(m[1]), Number(m[2])];
-      res.writeHead(206, { ...base, "content-range": `bytes ${a}-${b}/${BODY.length}` });
-      res.end(BODY.slice(a, b + 1));
-      return;
-    }
-    res.writeHead(200, base);
-    res.end(BODY);
-  });
-});
-after(async () => {
-  await up.close();
-});
-
-for (const kind of ["memory", "redis"] as const) {
-  describe(`cache ranges (${kind} store)`, { skip: kind === "redis" ? noRedis : undefined }, () => {
-    let gw: Running;
-    const prefix = uniquePrefix();
-    before(async () => {
-      const store =
-        kind === "redis"
-          ? `store: { type: redis, url: "redis://127.0.0.1:6379", prefix: "${prefix}" }\n`
-          : "";
-      gw = await gateway(`${store}services:
-  up: { targets: [${up.url}] }
-routes:
-  - { name: api, match: { path: /r }, service: up, cache: { ttl: 1m } }
-`);
-    });
-    after(async () => {
-      await gw.close();
-      if (kind === "redis") await deleteKeys(prefix);
-    });
-    const get = (path: string, headers: Record<string, string> = {}, method = "GET") =>
-      within(3000, request(gw.url, { path, headers, method }));
+cacheSuites(
+  "cache ranges",
+  {
+    origin: (req, res) => {
+      const range = req.headers.range;
+      asked.push({ url: req.url ?? "", range });
+      const etag = req.url?.includes("weak") ? 'W/"w1"' : '"s1"';
+      const base = { "content-type": "text/plain", etag, "last-modified": LM, "cache-control": "max-age=60" };
+      const m = /^bytes=(\d+)-(\d+)$/.exec(range ?? "");
+      if (m) {
+        const [a, b] = [Number(m[1]), Number(m[2])];
+        res.writeHead(206, { ...base, "content-range": `bytes ${a}-${b}/${BODY.length}` });
+        res.end(BODY.slice(a, b + 1));
+        return;
+      }
+      res.writeHead(200, base);
+      res.end(BODY);
+    },
+    routes: [{ name: "api", path: "/r", cache: { ttl: "1m" } }],
+  },
+  ({ get }) => {
     const stored = async (p: string) => {
       await get(p);
       assert.equal((await get(p)).headers["x-cache"], "HIT", "stored before the range requests");
@@ -140,5 +115,5 @@ routes:
       );
       assert.equal((await get(p)).headers["x-cache"], "HIT");
     });
-  });
-}
+  },
+);

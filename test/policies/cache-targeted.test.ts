@@ -7,31 +7,10 @@
  * answer headers come from the request's query (h=name:value, repeatable).
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import { type Backend, backend, gateway, type Running, request } from "../helpers/index.js";
-import { missing } from "../helpers/needs.js";
-import { deleteKeys, uniquePrefix, within } from "../store/redis-helpers.js";
+import { test } from "node:test";
+import { cacheSuites } from "./cache-harness.js";
 
-const noRedis = await missing("redis");
-
-let up: Backend;
 let n = 0;
-
-before(async () => {
-  up = await backend("up", (req, res) => {
-    const u = new URL(req.url ?? "/", "http://x");
-    const headers: Record<string, string> = { "content-type": "text/plain" };
-    for (const h of u.searchParams.getAll("h")) {
-      const i = h.indexOf(":");
-      headers[h.slice(0, i)] = h.slice(i + 1);
-    }
-    res.writeHead(200, headers);
-    res.end(`#${up.hits}`);
-  });
-});
-after(async () => {
-  await up.close();
-});
 
 /** A fresh path whose answer carries `headers`. */
 const path = (base: string, headers: Record<string, string>) =>
@@ -39,39 +18,33 @@ const path = (base: string, headers: Record<string, string>) =>
     .map(([k, v]) => `h=${encodeURIComponent(`${k}:${v}`)}`)
     .join("&")}`;
 
-for (const kind of ["memory", "redis"] as const) {
-  describe(`cache targeted fields (${kind} store)`, { skip: kind === "redis" ? noRedis : undefined }, () => {
-    let gw: Running;
-    const prefix = uniquePrefix();
-    before(async () => {
-      const store =
-        kind === "redis"
-          ? `store: { type: redis, url: "redis://127.0.0.1:6379", prefix: "${prefix}" }\n`
-          : "";
-      gw = await gateway(`${store}services:
-  up: { targets: [${up.url}] }
-routes:
-  - name: surrogate
-    match: { path: /sur }
-    service: up
-    cache: { ttl: 1h, targeted: [surrogate-control, cdn-cache-control] }
-  - name: passing
-    match: { path: /pass }
-    service: up
-    cache: { ttl: 1h, passTargeted: true }
-  - name: api
-    match: { path: /cdn }
-    service: up
-    cache: { ttl: 1h }
-`);
-    });
-    after(async () => {
-      await gw.close();
-      if (kind === "redis") await deleteKeys(prefix);
-    });
+cacheSuites(
+  "cache targeted fields",
+  {
+    origin: (req, res, up) => {
+      const u = new URL(req.url ?? "/", "http://x");
+      const headers: Record<string, string> = { "content-type": "text/plain" };
+      for (const h of u.searchParams.getAll("h")) {
+        const i = h.indexOf(":");
+        headers[h.slice(0, i)] = h.slice(i + 1);
+      }
+      res.writeHead(200, headers);
+      res.end(`#${up.hits}`);
+    },
+    routes: [
+      {
+        name: "surrogate",
+        path: "/sur",
+        cache: { ttl: "1h", targeted: ["surrogate-control", "cdn-cache-control"] },
+      },
+      { name: "passing", path: "/pass", cache: { ttl: "1h", passTargeted: true } },
+      { name: "api", path: "/cdn", cache: { ttl: "1h" } },
+    ],
+  },
+  ({ get }) => {
     const twice = async (p: string) => {
-      const first = await within(3000, request(gw.url, { path: p }));
-      const second = await within(3000, request(gw.url, { path: p }));
+      const first = await get(p);
+      const second = await get(p);
       return [first, second];
     };
 
@@ -137,5 +110,5 @@ routes:
         ["max-age=60", "max-age=60"],
       );
     });
-  });
-}
+  },
+);

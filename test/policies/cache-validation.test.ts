@@ -7,33 +7,15 @@
  */
 import assert from "node:assert/strict";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { after, before, describe, test } from "node:test";
-import { type Backend, backend, gateway, type Running, request } from "../helpers/index.js";
-import { missing } from "../helpers/needs.js";
-import { deleteKeys, uniquePrefix, within } from "../store/redis-helpers.js";
-
-const noRedis = await missing("redis");
+import { test } from "node:test";
+import { cacheSuites } from "./cache-harness.js";
 
 type Handler = (req: IncomingMessage, res: ServerResponse, n: number) => void;
 const handlers = new Map<string, Handler>();
 const counts = new Map<string, number>();
 const seen: IncomingMessage[] = [];
-let up: Backend;
 let n = 0;
 const fresh = () => `/v/t${n++}`;
-
-before(async () => {
-  up = await backend("up", (req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
-    const k = (counts.get(path) ?? 0) + 1;
-    counts.set(path, k);
-    seen.push(req);
-    handlers.get(path)?.(req, res, k);
-  });
-});
-after(async () => {
-  await up.close();
-});
 
 /**
  * An origin whose 200 carries `stored` (stale at once: max-age=0) and which answers a
@@ -51,27 +33,19 @@ function origin(path: string, stored: Record<string, string>, notModified: Recor
   });
 }
 
-for (const kind of ["memory", "redis"] as const) {
-  describe(`cache validation (${kind} store)`, { skip: kind === "redis" ? noRedis : undefined }, () => {
-    let gw: Running;
-    const prefix = uniquePrefix();
-    before(async () => {
-      const store =
-        kind === "redis"
-          ? `store: { type: redis, url: "redis://127.0.0.1:6379", prefix: "${prefix}" }\n`
-          : "";
-      gw = await gateway(`${store}services:
-  up: { targets: [${up.url}] }
-routes:
-  - { name: api, match: { path: /v }, service: up, cache: { ttl: 1m } }
-`);
-    });
-    after(async () => {
-      await gw.close();
-      if (kind === "redis") await deleteKeys(prefix);
-    });
-    const get = (path: string) => within(3000, request(gw.url, { path }));
-
+cacheSuites(
+  "cache validation",
+  {
+    origin: (req, res) => {
+      const path = (req.url ?? "/").split("?")[0];
+      const k = (counts.get(path) ?? 0) + 1;
+      counts.set(path, k);
+      seen.push(req);
+      handlers.get(path)?.(req, res, k);
+    },
+    routes: [{ name: "api", path: "/v", cache: { ttl: "1m" } }],
+  },
+  ({ get }) => {
     test("a 304 whose ETag matches refreshes the entry: its fields added or replaced (§3.2), the body kept", async () => {
       const p = fresh();
       origin(
@@ -139,5 +113,5 @@ routes:
       await get(other);
       assert.equal(counts.get(other), 3, "another Last-Modified refreshes nothing");
     });
-  });
-}
+  },
+);
