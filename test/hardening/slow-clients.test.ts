@@ -62,16 +62,20 @@ const within = async <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
   }
 };
 
+/** A gateway with one listener on 127.0.0.1:0 set as `listen` says (YAML flow style), every request to `rec`. */
+const fronting = (rec: Recorder, listen: string): Promise<Running> =>
+  gateway(`
+listen: [{ port: 0, host: 127.0.0.1, ${listen} }]
+services: { rec: { targets: [${rec.url}] } }
+routes: [{ name: all, service: rec }]
+`);
+
 describe("slow clients are cut off by the listener's timeouts", () => {
   let rec: Recorder;
   let gw: Running;
   before(async () => {
     rec = await recorder();
-    gw = await gateway(`
-listen: [{ port: 0, host: 127.0.0.1, timeouts: { headers: 400ms, request: 900ms, idle: 300ms } }]
-services: { rec: { targets: [${rec.url}] } }
-routes: [{ name: all, service: rec }]
-`);
+    gw = await fronting(rec, "timeouts: { headers: 400ms, request: 900ms, idle: 300ms }");
   });
   after(async () => {
     await gw.close();
@@ -120,11 +124,10 @@ routes: [{ name: all, service: rec }]
 test("TLS: a connection silent after its handshake, or that never handshakes, is closed at the headers timeout", async () => {
   const rec = await recorder();
   const fx = join(import.meta.dirname, "..", "fixtures", "tls");
-  const gw = await gateway(`
-listen: [{ port: 0, host: 127.0.0.1, tls: { cert: ${join(fx, "default.crt")}, key: ${join(fx, "default.key")} }, timeouts: { headers: 400ms } }]
-services: { rec: { targets: [${rec.url}] } }
-routes: [{ name: all, service: rec }]
-`);
+  const gw = await fronting(
+    rec,
+    `tls: { cert: ${join(fx, "default.crt")}, key: ${join(fx, "default.key")} }, timeouts: { headers: 400ms }`,
+  );
   try {
     const s = tls.connect({ port: gw.port, host: "127.0.0.1", rejectUnauthorized: false });
     s.on("error", () => {});
@@ -146,11 +149,7 @@ describe("maxConnections bounds a flood of idle sockets", () => {
   let gw: Running;
   before(async () => {
     rec = await recorder();
-    gw = await gateway(`
-listen: [{ port: 0, host: 127.0.0.1, maxConnections: 100, timeouts: { headers: 20s, request: 30s, idle: 20s } }]
-services: { rec: { targets: [${rec.url}] } }
-routes: [{ name: all, service: rec }]
-`);
+    gw = await fronting(rec, "maxConnections: 100, timeouts: { headers: 20s, request: 30s, idle: 20s }");
   });
   after(async () => {
     await gw.close();

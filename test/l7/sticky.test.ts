@@ -8,7 +8,6 @@
  * lane) and the reply-from path (a cached route) set the very same cookie.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import type http from "node:http";
 import https from "node:https";
@@ -19,6 +18,7 @@ import { parseConfig } from "../../src/config/load.js";
 import type { Gateway } from "../../src/server.js";
 import { drainTarget, undrainTarget } from "../../src/upstreams/drain.js";
 import { Sticky } from "../../src/upstreams/sticky.js";
+import { startWorkers } from "../helpers/cli.js";
 import {
   type Backend,
   backend,
@@ -372,33 +372,10 @@ describe("sticky sessions under --workers", () => {
     );
     const env = { ...process.env };
     delete env.SWITCHYARD_STICKY_KEY;
-    const child = spawn(
-      process.execPath,
-      ["--import", "tsx", "src/cli.ts", "--config", file, "--workers", "2"],
-      {
-        stdio: ["ignore", "pipe", "pipe"],
-        env,
-      },
-    );
-    const kill = setTimeout(() => child.kill("SIGKILL"), 30_000);
-    const lines: Record<string, unknown>[] = [];
+    const cli = startWorkers(file, { workers: 2, guardMs: 30_000, env });
+    const { lines } = cli;
     try {
-      const ports = new Map<number, number>();
-      await new Promise<void>((ok, fail) => {
-        let buf = "";
-        child.stdout.on("data", (c) => {
-          buf += c;
-          for (const line of buf.split("\n").slice(0, -1)) {
-            const j = JSON.parse(line) as Record<string, unknown>;
-            lines.push(j);
-            const m = /L7 listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(String(j.msg));
-            if (m) ports.set(Number(j.pid), Number(m[1]));
-          }
-          buf = buf.slice(buf.lastIndexOf("\n") + 1);
-          if (ports.size === 2) ok();
-        });
-        child.on("exit", (code) => fail(new Error(`exited early with ${code}`)));
-      });
+      const ports = await cli.listening(2);
       const url = `http://127.0.0.1:${[...ports.values()][0]}`;
       const first = await request(url, { path: "/" });
       const cookie = affinity(first, "sy_w")!;
@@ -413,12 +390,10 @@ describe("sticky sessions under --workers", () => {
       const answered = () => new Set(lines.filter((l) => l.statusCode === 200).map((l) => l.pid));
       while (answered().size < 2 && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 20));
       assert.equal(answered().size, 2, "both workers answered");
-      const exited = new Promise<number | null>((ok) => child.on("exit", (code) => ok(code)));
-      child.kill("SIGTERM");
+      const exited = cli.stop();
       assert.equal(await exited, 0);
     } finally {
-      clearTimeout(kill);
-      child.kill("SIGKILL");
+      cli.kill();
       rmSync(dir, { recursive: true, force: true });
     }
   });
