@@ -89,6 +89,10 @@ const CONNECT_FAILURES = new Set([
   "EAI_AGAIN",
   "UND_ERR_CONNECT_TIMEOUT",
 ]);
+/** Nothing reached the target: refused, unreachable, or a TLS handshake that failed (transport.ts). */
+function isConnectFailed(code: string): boolean {
+  return CONNECT_FAILURES.has(code) || isConnectFailure(code);
+}
 const TIMEOUTS = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT"]);
 /**
  * undici refused to build the request (a field or method it does not
@@ -729,7 +733,7 @@ function upstreamCode(error: { code?: string; cause?: unknown }): string {
 
 /** Which retry condition an upstream error code is. */
 export function conditionOf(code: string): RetryCondition {
-  if (CONNECT_FAILURES.has(code) || isConnectFailure(code)) return "connect-failure";
+  if (isConnectFailed(code)) return "connect-failure";
   if (TIMEOUTS.has(code)) return "timeout";
   return "reset";
 }
@@ -738,7 +742,7 @@ export function conditionOf(code: string): RetryCondition {
 export function upstreamError(code: string) {
   return TIMEOUTS.has(code)
     ? new errors.SY_UPSTREAM_TIMEOUT()
-    : CONNECT_FAILURES.has(code) || isConnectFailure(code)
+    : isConnectFailed(code)
       ? new errors.SY_UPSTREAM_CONNECT()
       : new errors.SY_UPSTREAM_RESET();
 }

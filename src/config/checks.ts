@@ -245,7 +245,8 @@ function checkRewriteOnly(r: RouteConfig, at: Segment[], ctx: CheckContext) {
   }
 }
 
-function readable(ctx: CheckContext, segs: Segment[], file: string) {
+/** A file the config names must be readable now, not at the first request that needs it. */
+export function readable(ctx: CheckContext, segs: Segment[], file: string) {
   try {
     accessSync(resolve(ctx.baseDir, file), constants.R_OK);
   } catch {

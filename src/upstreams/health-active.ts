@@ -172,20 +172,7 @@ export class ActiveHealthChecker {
     if (this.running) return;
     this.running = true;
     this.abort = new AbortController();
-    await Promise.all(
-      this.targets.map(async (t) => {
-        const probe = this.probe(t);
-        if (probe === undefined) return;
-        const streak: Streak = { ok: 0, bad: 0, timer: undefined };
-        this.streaks.set(t, streak);
-        const startedAt = Date.now();
-        const ok = await this.run(probe, t);
-        if (!this.running) return;
-        if (ok) this.events.passed?.(t, startedAt);
-        if (t.setHealthy(ok)) this.events.changed?.(t, ok);
-        this.schedule(t, probe, streak);
-      }),
-    );
+    await Promise.all(this.targets.map((t) => this.first(t)));
   }
 
   /**
@@ -195,20 +182,21 @@ export class ActiveHealthChecker {
    */
   async admit(joined: readonly Target[]): Promise<void> {
     if (!this.running) return;
-    await Promise.all(
-      joined.map(async (t) => {
-        const probe = this.probe(t);
-        if (probe === undefined) return;
-        const streak: Streak = { ok: 0, bad: 0, timer: undefined };
-        this.streaks.set(t, streak);
-        const startedAt = Date.now();
-        const ok = await this.run(probe, t);
-        if (!this.running) return;
-        if (ok) this.events.passed?.(t, startedAt);
-        t.setHealthy(ok);
-        this.schedule(t, probe, streak);
-      }),
-    );
+    await Promise.all(joined.map((t) => this.first(t)));
+  }
+
+  /** A target's first probe (its result decides at once), then one every interval. */
+  private async first(t: Target): Promise<void> {
+    const probe = this.probe(t);
+    if (probe === undefined) return;
+    const streak: Streak = { ok: 0, bad: 0, timer: undefined };
+    this.streaks.set(t, streak);
+    const startedAt = Date.now();
+    const ok = await this.run(probe, t);
+    if (!this.running) return;
+    if (ok) this.events.passed?.(t, startedAt);
+    if (t.setHealthy(ok)) this.events.changed?.(t, ok);
+    this.schedule(t, probe, streak);
   }
 
   /** Targets that left the service are no longer probed; `list` is the service's new list. */

@@ -10,11 +10,11 @@
  * A pool is per origin, so two services naming the same origin must agree
  * on how to reach it (checked at load).
  */
-import { accessSync, constants, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { ConnectionOptions } from "node:tls";
 import { buildConnector } from "undici";
-import type { CheckContext } from "../config/checks.js";
+import { type CheckContext, readable } from "../config/checks.js";
 import type { Config, ServiceConfig } from "../config/schema.js";
 import { entryScheme, entryUrl } from "./discovery.js";
 
@@ -153,12 +153,7 @@ export function checkTransport(cfg: Config, ctx: CheckContext): void {
       ctx.report([...at, "tls"], "a client certificate needs both cert and key");
     for (const k of ["ca", "cert", "key"] as const) {
       const f = tls[k];
-      if (f === undefined) continue;
-      try {
-        accessSync(resolve(ctx.baseDir, f), constants.R_OK);
-      } catch {
-        ctx.report([...at, "tls", k], `cannot read '${f}'`);
-      }
+      if (f !== undefined) readable(ctx, [...at, "tls", k], f);
     }
   }
 }
