@@ -489,6 +489,10 @@ function createServer(
   const t = timeoutsOf(l);
   if (l.http2) {
     const h2 = createH2Server({ ...t, idle: t.keepAliveTimeout, maxHeaderSize: 16 * 1024 }, material, sni);
+    // The same connection limit as every listener (issue 15). Not the silence cut: the HTTP/2
+    // session owns the socket, and destroying either before the client's preface was seen not
+    // to close the connection (left open, noted in the session's closing note).
+    applyLimits(h2, l);
     h2.on("request", handler);
     h2.on("clientError", onClientError);
     return h2;
