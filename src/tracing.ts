@@ -92,10 +92,8 @@ export function newTraceparent(): string {
 function plainTrace(st: RequestState, incoming: string | string[] | undefined): TraceState {
   let t = st.trace;
   if (t === undefined) {
-    t = validTraceparent(incoming)
-      ? { traceId: incoming.slice(3, 35) }
-      : { traceId: "", created: newTraceparent() };
-    if (t.created !== undefined) t.traceId = t.created.slice(3, 35);
+    const created = validTraceparent(incoming) ? undefined : newTraceparent();
+    t = { traceId: (created ?? (incoming as string)).slice(3, 35), created };
     st.trace = t;
   }
   return t;

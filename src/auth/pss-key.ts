@@ -21,7 +21,7 @@ export function verifiableKey(key: KeyObject): KeyObject {
 }
 
 /** One DER element at `at` with the expected tag: where its contents start and end. */
-function read(der: Buffer, at: number, tag: number): { start: number; end: number } {
+export function read(der: Buffer, at: number, tag: number): { start: number; end: number } {
   if (der[at] !== tag) throw new Error(`unexpected DER tag ${der[at]} at ${at}`);
   let len = der[at + 1] ?? 0;
   let start = at + 2;

@@ -20,6 +20,7 @@ import tls from "node:tls";
 import fc from "fast-check";
 import { stringify } from "yaml";
 import { ConfigError, parseConfig } from "../../src/config/load.js";
+import { BalancerNames } from "../../src/config/schema.js";
 import { buildGeneration } from "../../src/generation.js";
 import { encodeProxyHeader, parseProxyHeader } from "../../src/l4/proxy-protocol.js";
 import { parseClientHello } from "../../src/l4/sni.js";
@@ -91,17 +92,8 @@ const target = fc.oneof(
 const service = fc.record(
   {
     targets: maybe(fc.array(target, { maxLength: 3 })),
-    balancer: maybe(
-      fc.constantFrom(
-        "round-robin",
-        "least-connections",
-        "p2c",
-        "random",
-        "ip-hash",
-        "consistent-hash",
-        "rr",
-      ),
-    ),
+    // The schema's own names, and one it does not know.
+    balancer: maybe(fc.constantFrom(...BalancerNames, "rr")),
     hash: maybe(
       fc.record({
         on: fc.constantFrom("ip", "header", "cookie", "path", "query", "moon"),

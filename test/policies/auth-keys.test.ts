@@ -20,6 +20,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { SignJWT } from "jose";
+import { read as readDer } from "../../src/auth/pss-key.js";
 import { loadConfigFile } from "../../src/config/load.js";
 import { Gateway } from "../../src/server.js";
 import { type Backend, backend, capturingLogger, gateway, type Running, request } from "../helpers/index.js";
@@ -36,25 +37,14 @@ function sign(key: KeyObject, alg: string, header: Record<string, unknown> = {})
 /** A JWT signed with node:crypto directly (Ed448 and RSA-PSS keys, which jose does not sign with). */
 /**
  * The same RSA private key without its PSS parameters: PrivateKeyInfo's OCTET STRING (after the
- * version INTEGER and the AlgorithmIdentifier) is a PKCS#1 RSAPrivateKey. Short-form DER lengths
- * are not enough for a 2048-bit key, so lengths are read in both forms.
+ * version INTEGER and the AlgorithmIdentifier) is a PKCS#1 RSAPrivateKey. The DER walk is
+ * pss-key.ts's own (it reads the public side the same way).
  */
 function unrestricted(key: KeyObject): KeyObject {
   const der = key.export({ type: "pkcs8", format: "der" });
-  const element = (at: number) => {
-    let len = der[at + 1] ?? 0;
-    let start = at + 2;
-    if (len & 0x80) {
-      const n = len & 0x7f;
-      len = 0;
-      for (let i = 0; i < n; i++) len = len * 256 + (der[start + i] ?? 0);
-      start += n;
-    }
-    return { start, end: start + len };
-  };
-  const version = element(element(0).start);
-  const algorithm = element(version.end);
-  const octets = element(algorithm.end);
+  const version = readDer(der, readDer(der, 0, 0x30).start, 0x02);
+  const algorithm = readDer(der, version.end, 0x30);
+  const octets = readDer(der, algorithm.end, 0x04);
   return createPrivateKey({ key: der.subarray(octets.start, octets.end), format: "der", type: "pkcs1" });
 }
 
