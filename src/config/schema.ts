@@ -165,6 +165,10 @@ const Store = Strict(
       default: "local",
       description: "When Redis is unreachable or slow: local counters/cache, allow, or deny (503)",
     }),
+    timeout: Duration(
+      "A Redis command not answered within this counts as Redis failing (onError decides); raise it only for a Redis that is far away or busy",
+      "50ms",
+    ),
   },
   "Shared state for rate limits and the response cache",
 );

@@ -15,6 +15,7 @@
  * shared counting resumes by itself.
  */
 import type { FastifyBaseLogger, FastifyInstance } from "fastify";
+import { ms } from "../config/duration.js";
 import { errors } from "../errors.js";
 import type { Generation } from "../generation.js";
 import { Leases } from "./lease.js";
@@ -188,6 +189,7 @@ export function createStore(cfg: StoreConfig, log: FastifyBaseLogger): GatewaySt
     sentinels: cfg.sentinels,
     name: cfg.name,
     prefix: cfg.prefix,
+    commandTimeoutMs: ms(cfg.timeout),
     onConnectionError: (err) => store?.failed(err),
     onReady: () => store?.recovered(),
   });
@@ -199,7 +201,7 @@ export function createStore(cfg: StoreConfig, log: FastifyBaseLogger): GatewaySt
 function settingsKey(cfg: StoreConfig): string {
   if (cfg?.type !== "redis") return "memory";
   const where = cfg.cluster ?? cfg.sentinels ?? cfg.url ?? "redis://127.0.0.1:6379";
-  return JSON.stringify(["redis", where, cfg.name, cfg.prefix, cfg.onError]);
+  return JSON.stringify(["redis", where, cfg.name, cfg.prefix, cfg.onError, cfg.timeout]);
 }
 
 interface Held {

@@ -4,7 +4,7 @@
  *
  * A request must never wait on a sick Redis (SPEC §2 store.onError: "unreachable
  * or slow (>50ms)"), so the hot-path client is set up to fail fast:
- * - commandTimeout 50ms: a slow answer is an error, not a wait;
+ * - commandTimeout 50ms (`store.timeout`): a slow answer is an error, not a wait;
  * - enableOfflineQueue false: while disconnected a command fails at once
  *   instead of queueing until reconnect (the queue is what hangs requests);
  * - maxRetriesPerRequest 0: a command is never replayed on a new connection;
@@ -87,6 +87,8 @@ export interface RedisStoreOptions extends RedisTarget {
   onConnectionError?: (err: Error) => void;
   /** Told when a connection is (re)established. */
   onReady?: () => void;
+  /** `store.timeout` in ms (default COMMAND_TIMEOUT_MS, SPEC's 50 ms). */
+  commandTimeoutMs?: number;
 }
 
 function define(client: Redis | Cluster): Client {
@@ -114,7 +116,7 @@ export class RedisStore implements StoreBackend {
   constructor(private readonly opts: RedisStoreOptions) {
     const options: RedisOptions = {
       connectTimeout: 1000,
-      commandTimeout: COMMAND_TIMEOUT_MS,
+      commandTimeout: opts.commandTimeoutMs ?? COMMAND_TIMEOUT_MS,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,

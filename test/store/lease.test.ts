@@ -49,7 +49,9 @@ describe("leases on a shared Redis", { skip: await missing("redis") }, () => {
   const prefix = uniquePrefix();
   const silent = pino({ level: "silent" });
   const stores = [0, 1].map(
-    () => new GatewayStore(new RedisStore({ url: SHARED_REDIS, prefix }), "deny", silent),
+    // Leases, not timeouts, are under test: a Redis starved by a loaded machine is waited for.
+    () =>
+      new GatewayStore(new RedisStore({ url: SHARED_REDIS, prefix, commandTimeoutMs: 2000 }), "deny", silent),
   );
   after(async () => {
     await deleteKeys(prefix);

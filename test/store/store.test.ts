@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import pino from "pino";
-import { GatewayStore } from "../../src/store/index.js";
+import { createStore, GatewayStore } from "../../src/store/index.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { RedisStore } from "../../src/store/redis.js";
 import { missing } from "../helpers/needs.js";
@@ -223,6 +223,29 @@ describe("store.onError while Redis is down or slow (throwaway redis-server)", {
       assert.equal(local.store.healthy, false);
     } finally {
       for (const s of [local, deny, pauser]) await s.store.close();
+    }
+  });
+
+  test("store.timeout sets the limit: with 3s a paused Redis is waited for, and counts", async () => {
+    const patient = createStore(
+      { type: "redis", url: redis.url, prefix: "sy:", onError: "deny", timeout: "3s" },
+      silent,
+    );
+    const pauser = make("local");
+    try {
+      assert.ok(await pauser.backend.whenReady(2000));
+      assert.ok(await patient.whenReady(2000));
+      assert.equal((await patient.incr("rl:patient", 60_000))?.count, 1, "ready and counting");
+      assert.equal(await pauser.backend.client.call("CLIENT", "PAUSE", "400", "ALL"), "OK");
+      const t0 = performance.now();
+      // With the default 50 ms this is SY_STORE_UNAVAILABLE (the test above); here it waits out the pause.
+      assert.equal((await patient.incr("rl:patient", 60_000))?.count, 2);
+      const took = performance.now() - t0;
+      assert.ok(took >= 300, `answered after ${Math.round(took)}ms: the pause was waited for`);
+      assert.equal(patient.healthy, true);
+    } finally {
+      await patient.close();
+      await pauser.store.close();
     }
   });
 });
