@@ -5,12 +5,13 @@
  * the endpoint is down, and no symmetric or mismatched key ever accepted.
  */
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
-import { JwksStore } from "../../src/auth/jwks.js";
-import { verifierFor } from "../../src/auth/verifier.js";
+import { JwksStore, parseJwks } from "../../src/auth/jwks.js";
+import { buildVerifier, verifierFor } from "../../src/auth/verifier.js";
 import { type Backend, backend, gateway, type Running, request } from "../helpers/index.js";
 
 const ISS = "https://issuer.test/";
@@ -21,13 +22,18 @@ interface JwksServer {
   hits: number;
   keys: JWK[];
   status: number;
+  /** The last fetch's method and Accept header. */
+  method?: string;
+  accept?: string;
   close(): Promise<void>;
 }
 
 async function jwksServer(keys: JWK[]): Promise<JwksServer> {
   const s = { hits: 0, keys, status: 200 } as JwksServer;
-  const server = http.createServer((_req, res) => {
+  const server = http.createServer((req, res) => {
     s.hits++;
+    s.method = req.method;
+    s.accept = req.headers.accept;
     if (s.status !== 200) {
       res.writeHead(s.status).end("down");
       return;
@@ -196,6 +202,30 @@ routes:
     );
   });
 
+  test("verifiers on one (issuer, jwksUri) share one key store; another issuer on the URI has its own", async () => {
+    const jwks = await server([k1.jwk]);
+    const gw = await gateway(`
+jwt:
+  a: { jwksUri: "${jwks.url}", issuer: "${ISS}", audience: ${AUD} }
+  b: { jwksUri: "${jwks.url}", issuer: "${ISS}", audience: other-api }
+  c: { jwksUri: "${jwks.url}", issuer: "https://other-issuer.test/", audience: ${AUD} }
+services:
+  echo: { targets: [${echo.url}] }
+routes:
+  - { name: a, match: { path: /a }, service: echo, auth: { jwt: a } }
+  - { name: b, match: { path: /b }, service: echo, auth: { jwt: b } }
+`);
+    open.push(gw);
+    const store = (name: string) => verifierFor(gw.gw.generation, name).jwks;
+    assert.equal(store("a"), store("b"));
+    assert.notEqual(store("a"), store("c"));
+    const at = async (path: string, token: string) =>
+      (await request(gw.url, { path, headers: { authorization: `Bearer ${token}` } })).status;
+    assert.equal(await at("/a", await k1.sign()), 200);
+    assert.equal(await at("/b", await k1.sign({ aud: "other-api" })), 200);
+    assert.equal(jwks.hits, 1, "b used the keys a's token fetched");
+  });
+
   test("a repeated token is verified once (the JWKS verifier's cache)", async () => {
     const jwks = await server([k1.jwk]);
     const gw = await start(jwks);
@@ -235,7 +265,8 @@ describe("JwksStore schedule (injected clock)", () => {
   test("old keys are refreshed in the background; a failed refresh keeps them", async () => {
     jwks.hits = 0;
     jwks.status = 200;
-    let t = 0;
+    // Not 0: an age computed as now + loadedAt would look right when the keys are loaded at 0.
+    let t = 5_000;
     const store = new JwksStore(jwks.url, { now: () => t, maxAgeMs: 60_000 });
     await store.resolve("k1", "RS256");
     jwks.status = 503;
@@ -263,5 +294,114 @@ describe("JwksStore schedule (injected clock)", () => {
     t += 30_000;
     assert.equal((await store.resolve("k1", "RS256")).kid, "k1");
     assert.equal(jwks.hits, 2);
+  });
+});
+
+describe("JwksStore and parseJwks, directly", () => {
+  let jwks: JwksServer;
+  let k1: SigningKey;
+  before(async () => {
+    k1 = await signingKey("k1", "RS256");
+    jwks = await jwksServer([k1.jwk]);
+  });
+  after(() => jwks.close());
+
+  /** A JwksStore on an injected clock whose warnings are kept. */
+  function store(opts: ConstructorParameters<typeof JwksStore>[1] = {}) {
+    const warned: Array<Record<string, unknown>> = [];
+    let t = 1_000;
+    const s = new JwksStore(jwks.url, {
+      now: () => t,
+      log: { warn: (obj, msg) => warned.push({ ...obj, msg }) },
+      ...opts,
+    });
+    return { s, warned, tick: (ms: number) => (t += ms) };
+  }
+
+  test("the endpoint is asked with GET for a JWK Set (RFC 7517 §8.5 media type first)", async () => {
+    jwks.keys = [k1.jwk];
+    jwks.status = 200;
+    await store().s.resolve("k1", "RS256");
+    assert.equal(jwks.method, "GET");
+    assert.equal(jwks.accept, "application/jwk-set+json, application/json");
+  });
+
+  test("no key for a token: the error names its kid (or that it has none) and its alg", async () => {
+    jwks.keys = [k1.jwk];
+    jwks.status = 200;
+    const { s } = store();
+    await assert.rejects(s.resolve("k9", "RS256"), { message: "no JWKS key for kid k9 and alg RS256" });
+    await assert.rejects(s.resolve(undefined, "ES512"), {
+      message: "no JWKS key for kid (none) and alg ES512",
+    });
+  });
+
+  test("a set with no usable key after a good one: the good key stays, the failure is logged", async () => {
+    jwks.keys = [k1.jwk];
+    jwks.status = 200;
+    const { s, warned, tick } = store();
+    assert.equal((await s.resolve("k1", "RS256")).kid, "k1");
+    jwks.keys = [{ kty: "oct", k: "c2VjcmV0", kid: "k1" }];
+    tick(30_000);
+    await s.refresh();
+    assert.equal(s.fetches, 2, "the endpoint was asked again");
+    assert.equal((await s.resolve("k1", "RS256")).kid, "k1", "the last good key is still there");
+    assert.deepEqual(warned, [
+      {
+        jwksUri: jwks.url,
+        err: "the JWKS has no usable signing key",
+        keptKeys: 1,
+        msg: "JWKS fetch failed; keeping the last good keys",
+      },
+    ]);
+    jwks.keys = [k1.jwk];
+  });
+
+  test("maxBytes: a document of exactly maxBytes is read, one byte more is refused", async () => {
+    jwks.keys = [k1.jwk];
+    jwks.status = 200;
+    const size = Buffer.byteLength(JSON.stringify({ keys: [k1.jwk] }));
+    const exact = store({ maxBytes: size });
+    assert.equal((await exact.s.resolve("k1", "RS256")).kid, "k1");
+    assert.deepEqual(exact.warned, []);
+    const under = store({ maxBytes: size - 1 });
+    await assert.rejects(under.s.resolve("k1", "RS256"));
+    assert.equal(under.warned.length, 1);
+    assert.equal(under.warned[0].err, `JWKS larger than ${size - 1} bytes`);
+  });
+
+  test("a token whose alg the verifier does not pin is refused before any fetch", async () => {
+    jwks.keys = [k1.jwk];
+    jwks.status = 200;
+    const hits = jwks.hits;
+    const v = await buildVerifier("pinned", { jwksUri: jwks.url, algorithms: ["RS256"] } as never);
+    const es = await signingKey("k1", "ES256");
+    const err = await Promise.resolve(v.verify(await es.sign())).then(
+      () => assert.fail("an ES256 token passed an RS256-only verifier"),
+      (e: Error & { originalError?: Error }) => e,
+    );
+    assert.equal(err.originalError?.message, "algorithm ES256 is not accepted by verifier pinned");
+    assert.equal(jwks.hits, hits, "the JWKS endpoint was not asked");
+  });
+
+  test("not a JWK Set: no keys array (or none at all) is an error, not an empty set", () => {
+    for (const doc of [null, undefined, "keys", {}, { keys: "abc" }, { keys: { a: 1 } }])
+      assert.throws(() => parseJwks(doc), { message: "not a JWK Set (no keys array)" }, JSON.stringify(doc));
+  });
+
+  test("entries that are no signing key are skipped, the rest kept", () => {
+    const k256 = generateKeyPairSync("ec", { namedCurve: "secp256k1" }).publicKey.export({ format: "jwk" });
+    const keys = parseJwks({
+      keys: [
+        null,
+        k256, // a curve JOSE names no algorithm for here (ES256K)
+        { ...k1.jwk, kid: "rsa-as-ec", alg: "ES256" }, // an RSA key claiming an EC algorithm
+        k1.jwk,
+      ],
+    });
+    assert.deepEqual(
+      keys.map((k) => [k.kid, k.algorithms]),
+      [["k1", ["RS256"]]],
+    );
   });
 });

@@ -4,11 +4,14 @@
  * scopes, claims, forwardToken and the verified-token cache.
  */
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
 import { rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, mock, test } from "node:test";
 import { exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from "jose";
+import { compileAccess } from "../../src/auth/access.js";
+import { read as readDer } from "../../src/auth/pss-key.js";
 import { buildVerifier, verifierFor } from "../../src/auth/verifier.js";
 import { type Backend, backend, gateway, type Running, request } from "../helpers/index.js";
 
@@ -179,6 +182,11 @@ routes:
     assert.equal((await get("/off")).status, 200);
   });
 
+  test("a route naming a verifier the generation does not have is an error naming it", () => {
+    assert.throws(() => verifierFor(gw.gw.generation, "nope"), { message: "unknown JWT verifier 'nope'" });
+    assert.equal(verifierFor(gw.gw.generation, "rsa").name, "rsa");
+  });
+
   test("verified-token cache: a repeated token is not verified again; a new one is", async () => {
     const v = verifierFor(gw.gw.generation, "internal");
     const t = await hs({ jti: "cache-1" });
@@ -228,5 +236,66 @@ describe("auth: the verified-token cache expires with the token", () => {
       buildVerifier("x", { secret: SECRET, algorithms: ["RS256"], clockTolerance: "0s" }),
       /RS256/,
     );
+  });
+});
+
+describe("auth: building a verifier outside a gateway (buildVerifier), and what it is made of", () => {
+  test("config errors name the verifier and say what is wrong, in full", async () => {
+    await assert.rejects(buildVerifier("z", {} as never), {
+      message: "jwt.z: needs one of secret, publicKey or jwksUri",
+    });
+    const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    await assert.rejects(
+      buildVerifier("v", {
+        publicKey: rsa.publicKey.export({ type: "spki", format: "pem" }).toString(),
+        algorithms: ["RS256", "ES256", "EdDSA"],
+      } as never),
+      {
+        message:
+          "jwt.v.algorithms: ES256, EdDSA cannot be verified with this key (possible: RS256, RS384, RS512, PS256, PS384, PS512)",
+      },
+    );
+    // An EC key on a curve JOSE has no algorithm for here (secp256k1, ES256K) verifies nothing.
+    const k1 = generateKeyPairSync("ec", { namedCurve: "secp256k1" });
+    await assert.rejects(
+      buildVerifier("k", {
+        publicKey: k1.publicKey.export({ type: "spki", format: "pem" }).toString(),
+      } as never),
+      { message: "jwt.k.publicKey: unsupported key type" },
+    );
+  });
+
+  test("without clockTolerance: no leeway, and the token verifies", async () => {
+    // The config loader fills in clockTolerance; a tool calling buildVerifier may leave it out.
+    const v = await buildVerifier("t", { secret: SECRET } as Parameters<typeof buildVerifier>[1]);
+    assert.equal((await v.verify(await hs({ exp: now() + 60 }))).sub, "u-1");
+    await assert.rejects(async () => v.verify(await hs({ exp: now() - 1 })), /expired/);
+  });
+
+  test("process.emitWarning is the process's own again once a verifier is built", async () => {
+    const own = process.emitWarning;
+    await buildVerifier("w", { secret: SECRET, clockTolerance: "0s" });
+    assert.equal(process.emitWarning, own);
+  });
+
+  test("a route without scopes or claims needs no access check at all", () => {
+    assert.equal(compileAccess({}), undefined);
+    assert.equal(compileAccess({ scopes: [], claims: {} }), undefined);
+    const check = compileAccess({ scopes: ["a"] });
+    assert.equal(check?.({ scope: "a" }), true);
+    assert.equal(check?.({ scope: "b" }), false);
+  });
+
+  test("the DER reader behind RSA-PSS keys: short and long lengths, a wrong tag refused", () => {
+    assert.deepEqual(readDer(Buffer.from([0x30, 0x03, 1, 2, 3]), 0, 0x30), { start: 2, end: 5 });
+    // Long form: 0x82 says two length bytes follow (0x01 0x00 = 256).
+    assert.deepEqual(readDer(Buffer.from([0x00, 0x04, 0x82, 0x01, 0x00, 0xff]), 1, 0x04), {
+      start: 5,
+      end: 261,
+    });
+    assert.deepEqual(readDer(Buffer.from([0x03, 0x81, 0x80, 0x00]), 0, 0x03), { start: 3, end: 131 });
+    assert.throws(() => readDer(Buffer.from([0x02, 0x01, 0x00]), 0, 0x30), {
+      message: "unexpected DER tag 2 at 0",
+    });
   });
 });

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { after, afterEach, before, describe, mock, test } from "node:test";
+import type { FastifyRequest } from "fastify";
 import { SignJWT } from "jose";
+import { keyGenerator } from "../../plugins/rate-limit.js";
 import { storeOf } from "../../src/store/index.js";
 import { type Backend, backend, gateway, type Reply, type Running, request } from "../helpers/index.js";
 import { missing } from "../helpers/needs.js";
@@ -288,6 +291,27 @@ routes:
     const lookalike = { authorization: `Bearer ${await token({ sub: "ip:127.0.1.22" })}` };
     assert.equal(await from("/claim", "127.0.1.23", lookalike), 200);
     assert.equal(await from("/claim", "127.0.1.22", { authorization: `Bearer ${await token({})}` }), 200);
+  });
+});
+
+describe("rate limit keys, from the key generator itself", () => {
+  const req = (headers: Record<string, string | string[]>, ip = "127.0.0.9") =>
+    ({ headers, ip, raw: {} }) as unknown as FastifyRequest;
+
+  test("by header: values up to 128 characters are their own key, longer ones their SHA-256 (keys stay small)", () => {
+    const key = keyGenerator("header:X-Api-Key");
+    const at128 = "k".repeat(128);
+    const at129 = "k".repeat(129);
+    assert.equal(key(req({ "x-api-key": "abc" })), "h:abc");
+    assert.equal(key(req({ "x-api-key": at128 })), `h:${at128}`);
+    assert.equal(key(req({ "x-api-key": at129 })), `h:#${createHash("sha256").update(at129).digest("hex")}`);
+    assert.equal(key(req({ "x-api-key": "x".repeat(16_000) })).length, 2 + 1 + 64);
+  });
+
+  test("by header: a field sent as several lines is keyed as its comma-joined value (RFC 9110 §5.3)", () => {
+    const key = keyGenerator("header:X-Api-Key");
+    assert.equal(key(req({ "x-api-key": ["a", "b"] })), key(req({ "x-api-key": "a, b" })));
+    assert.notEqual(key(req({ "x-api-key": ["a", "b"] })), key(req({ "x-api-key": "ab" })));
   });
 });
 
