@@ -102,6 +102,7 @@ export const groups = {
       "test/policies/cache-lane.test.ts",
       "test/policies/cache-freshness.test.ts",
       "test/policies/cache-targeted.test.ts",
+      "test/cache/storable.test.ts",
     ],
   },
 };
