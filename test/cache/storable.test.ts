@@ -30,7 +30,11 @@ describe("parseCacheControl", () => {
     assert.deepEqual(settled("max-age=6o"), [["max-age", 0]]);
     assert.deepEqual(settled("max-age"), [["max-age", 0]]);
     assert.deepEqual(settled("max-age=60, max-age=70"), [["max-age", 0]]);
-    assert.deepEqual(settled("max-age=60, MAX-AGE=60"), [["max-age", 60]], "the same value twice is one value");
+    assert.deepEqual(
+      settled("max-age=60, MAX-AGE=60"),
+      [["max-age", 60]],
+      "the same value twice is one value",
+    );
     assert.deepEqual(settled('s-maxage="30"'), [["s-maxage", 30]], "a quoted value is read (RFC 9111 §5.2)");
     assert.equal(parseCacheControl("max-age =60, public").text, "public, max-age=0");
   });
