@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { buildEntry, type Windows } from "../../src/cache/entry.js";
+import { buildEntry, revalidated, type Windows } from "../../src/cache/entry.js";
 import { parseCacheControl } from "../../src/cache/freshness-fields.js";
 
 describe("parseCacheControl", () => {
@@ -62,5 +62,36 @@ describe("buildEntry: the request's Cache-Control as the policy reads it", () =>
     assert.ok("entry" in r);
     const reqcc = (r.entry.policy as { reqcc: Record<string, string> }).reqcc;
     assert.deepEqual(reqcc, { "max-age": "100", "no-cache": "X-Thing" });
+  });
+});
+
+describe("revalidated: a targeted field that is not passed on still governs", () => {
+  // passTargeted: false strips CDN-Cache-Control from the stored headers; the entry keeps it
+  // aside (entry.targeted) so that a 304 without it does not hand the lifetime to Cache-Control.
+  const w: Windows = {
+    ttl: 3_600_000,
+    swr: 0,
+    sie: 0,
+    targeting: { fields: ["cdn-cache-control"], pass: false },
+  };
+  const req = { method: "GET", url: "/x", headers: { host: "h" } };
+  const headers = { etag: '"v1"', "cache-control": "max-age=5", "cdn-cache-control": "max-age=600" };
+
+  test("the stored entry keeps the field aside, not in its headers", () => {
+    const r = buildEntry(req, 200, headers, Buffer.from("x"), w, () => "", 0);
+    assert.ok("entry" in r);
+    assert.equal(r.entry.headers["cdn-cache-control"], undefined, "stripped from what clients see");
+    assert.deepEqual(r.entry.targeted, ["cdn-cache-control", "max-age=600"]);
+    assert.equal(r.entry.lifetime, 600_000);
+  });
+
+  test("after a 304 that does not repeat it, the lifetime is still the targeted one", () => {
+    const first = buildEntry(req, 200, headers, Buffer.from("x"), w, () => "", 0);
+    assert.ok("entry" in first);
+    const r = revalidated(first.entry, req, { etag: '"v1"' }, w, () => "", 700_000);
+    assert.ok("entry" in r, "the 304 selects the entry");
+    assert.equal(r.entry.lifetime, 600_000, "CDN-Cache-Control max-age=600, not Cache-Control max-age=5");
+    assert.deepEqual(r.entry.targeted, ["cdn-cache-control", "max-age=600"]);
+    assert.equal(r.entry.headers["cdn-cache-control"], undefined);
   });
 });
