@@ -60,6 +60,17 @@ function connectionNames(conn: string | string[] | undefined): string[] | undefi
 }
 
 /**
+ * `src`'s fields in a null-prototype object, which V8 keeps in dictionary mode: the fields the
+ * upstream, the route's hooks and head edits add (and remove) go into a hash table, where an
+ * ordinary object would take a new hidden class per added field at megamorphic store sites.
+ */
+function dictionaryOf(src: Record<string, unknown>): Record<string, unknown> {
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const name in src) out[name] = src[name];
+  return out;
+}
+
+/**
  * Copy `src`'s end-to-end fields into `out` in one pass: hop-by-hop ones, those
  * Connection names and `skip` stay behind. Copying what is kept (instead of
  * deleting what is not) keeps V8's fast object shapes on the hot path.
@@ -358,6 +369,11 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
   // The route's response header rules (CORS, response transform), complete once its policies registered.
   const { headEdits: edits, headRemoves } = planOf(route);
   const drops = headRemoves.size > 0 ? headRemoves : undefined;
+  // A head the route adds fields of its own to (RateLimit-*, CORS, a response transform) is built in
+  // a dictionary-mode object (dictionaryOf). Measured with bench/ab.mjs, 6 × 4 s interleaved: the
+  // full mix 114.8 → 95.7 µs of CPU per request, lower in 6 of 6 rounds; the plain route, whose head
+  // is the upstream's five fields, 74.4 → 75.9, so it keeps the object it has.
+  const ownFields = edits.length > 0 || route.config.rateLimit !== undefined;
   // Span export for this route (src/tracing-otel.ts), decided at load: absent, no span work at all.
   const tracer = route.tracer;
   const fromOptions = {
@@ -470,7 +486,7 @@ export function proxyHandler(route: CompiledRoute, observeHead?: HeadObserver) {
     }
     // Headers hooks set on the reply (RateLimit-*, …) go first; the upstream's win, as with
     // reply-from — except Set-Cookie, which both may set and which adds up.
-    const h = reply.getHeaders() as Record<string, unknown>;
+    const h = ownFields ? dictionaryOf(reply.getHeaders()) : (reply.getHeaders() as Record<string, unknown>);
     const ownCookies = h["set-cookie"];
     copyEndToEnd(headers as IncomingHttpHeaders, h, undefined, drops);
     if (ownCookies !== undefined && h["set-cookie"] !== ownCookies) {
