@@ -237,7 +237,7 @@ routes:
   });
 });
 
-describe("JwksStore schedule (injected clock)", () => {
+describe("JwksStore and parseJwks, directly (injected clock)", () => {
   let jwks: JwksServer;
   let k1: SigningKey;
   before(async () => {
@@ -295,16 +295,6 @@ describe("JwksStore schedule (injected clock)", () => {
     assert.equal((await store.resolve("k1", "RS256")).kid, "k1");
     assert.equal(jwks.hits, 2);
   });
-});
-
-describe("JwksStore and parseJwks, directly", () => {
-  let jwks: JwksServer;
-  let k1: SigningKey;
-  before(async () => {
-    k1 = await signingKey("k1", "RS256");
-    jwks = await jwksServer([k1.jwk]);
-  });
-  after(() => jwks.close());
 
   /** A JwksStore on an injected clock whose warnings are kept. */
   function store(opts: ConstructorParameters<typeof JwksStore>[1] = {}) {

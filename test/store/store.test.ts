@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import type { Redis } from "ioredis";
 import pino from "pino";
+import { parseConfig } from "../../src/config/load.js";
 import { createStore, GatewayStore } from "../../src/store/index.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { RedisStore } from "../../src/store/redis.js";
@@ -223,6 +225,19 @@ describe("store.onError while Redis is down or slow (throwaway redis-server)", {
       assert.equal(local.store.healthy, false);
     } finally {
       for (const s of [local, deny, pauser]) await s.store.close();
+    }
+  });
+
+  test("without store.timeout, the schema's 50 ms reaches the Redis client", async () => {
+    const config = parseConfig(`version: 1\nstore: { type: redis, url: "${redis.url}", prefix: "sy:" }\n`);
+    assert.equal(config.store?.type === "redis" && config.store.timeout, "50ms", "the schema default");
+    const store = createStore(config.store, silent);
+    try {
+      const backend = store.shared as RedisStore;
+      assert.ok(backend instanceof RedisStore);
+      assert.equal((backend.client as unknown as Redis).options.commandTimeout, 50);
+    } finally {
+      await store.close();
     }
   });
 
