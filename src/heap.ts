@@ -11,10 +11,10 @@
  * full GC clears dead transitions; 10,000 throwaway objects given distinct
  * keys reproduce the same 2x cost per nextTick without Ajv. V8's own later
  * mark-compacts did not restore it in the A/B below (the old build stayed
- * slower after its RSS dropped). On the plain route, 2-core AMD EPYC,
- * interleaved 8 x 4 s (bench/ab.mjs): 79.8 us of gateway CPU per request
- * without, 74.5 us with, lower in 8 of 8 rounds. The collection takes about
- * 25 ms, once per start or reload.
+ * slower after its RSS dropped). On the plain route, 2-core AMD EPYC, an
+ * interleaved A/B of 8 x 4 s (as bench/run.mjs --compare runs them): 79.8 us
+ * of gateway CPU per request without, 74.5 us with, lower in 8 of 8 rounds.
+ * The collection takes about 25 ms, once per start or reload.
  *
  * `gc` is exposed the way jest's leak detector does it (setFlagsFromString,
  * then a new context, where V8 installs it); the flag is set back after, so
