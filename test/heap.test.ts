@@ -3,13 +3,13 @@
  * after each reload, made by the CLI without --expose-gc.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { runInNewContext } from "node:vm";
 import { settleHeap } from "../src/heap.js";
+import { startWorkers } from "./helpers/cli.js";
 
 test("settleHeap collects the whole heap and leaves no global gc behind", async () => {
   const ref = (() => new WeakRef({ garbage: new Array(1000).fill(1) }))();
@@ -29,43 +29,18 @@ test("the CLI settles the heap once it listens and after each reload", async () 
   const dir = mkdtempSync(join(tmpdir(), "sy-heap-"));
   const file = join(dir, "routes.yaml");
   writeFileSync(file, "version: 1\nlisten: [{ port: 0, host: 127.0.0.1 }]\nroutes: []\n");
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", "src/cli.ts", "--config", file, "--log-level", "debug"],
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  const guard = setTimeout(() => child.kill("SIGKILL"), 60_000);
-  const msgs: string[] = [];
-  const waiting: { re: RegExp; ok: () => void }[] = [];
-  let buf = "";
-  child.stdout.on("data", (c) => {
-    buf += c;
-    const lines = buf.split("\n");
-    buf = lines.pop() ?? "";
-    for (const l of lines) msgs.push(String((JSON.parse(l) as { msg: unknown }).msg));
-    for (const w of [...waiting])
-      if (msgs.some((m) => w.re.test(m))) waiting.splice(waiting.indexOf(w), 1) && w.ok();
-  });
-  child.stderr.resume();
-  const exited = new Promise<number | null>((ok) => child.once("exit", ok));
-  const seen = (re: RegExp) =>
-    Promise.race([
-      new Promise<void>((ok) => (msgs.some((m) => re.test(m)) ? ok() : waiting.push({ re, ok }))),
-      exited.then((code) => assert.fail(`exited (${code}) before ${re}; log: ${msgs.join(" | ")}`)),
-    ]);
+  // --workers 1 is the single-process path (no cluster primary).
+  const cli = startWorkers(file, { workers: 1, guardMs: 60_000, args: ["--log-level", "debug"] });
   try {
-    await seen(/^heap settled in \d+ ms$/);
+    await cli.logged(/^heap settled in \d+ ms$/);
+    const msgs = cli.lines.map((j) => String(j.msg));
     const listening = msgs.findIndex((m) => m.startsWith("L7 listening on"));
     const settled = msgs.findIndex((m) => m.startsWith("heap settled in"));
     assert.ok(listening >= 0 && listening < settled, "after the listeners are up");
-    child.kill("SIGHUP");
-    await seen(/^heap settled after reload in \d+ ms$/);
-    child.kill("SIGTERM");
-    assert.equal(await exited, 0);
+    cli.child.kill("SIGHUP");
+    await cli.logged(/^heap settled after reload in \d+ ms$/);
+    assert.equal(await cli.stop(), 0);
   } finally {
-    clearTimeout(guard);
-    child.kill("SIGKILL");
+    cli.kill();
   }
 });
