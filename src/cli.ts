@@ -9,6 +9,8 @@
  * RSS about 20 MB lower, for the same or less CPU per request (issue 6,
  * README "Performance"). bench/run.mjs reads the flags from this line.
  */
+// First, before any other module runs (see the file).
+import "./tick-shape.js";
 import cluster from "node:cluster";
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";

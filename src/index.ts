@@ -3,6 +3,9 @@
  * (`app.register(switchyard, { config })`), or build/run it yourself.
  */
 
+// First, before any other module runs (see the file).
+import "./tick-shape.js";
+
 export type { SwitchyardPlugin, SwitchyardRequest } from "../plugins/user-plugins.js";
 export { build, genReqId, type SwitchyardOptions, switchyard } from "./app.js";
 export { ConfigError, loadConfigFile, parseConfig } from "./config/load.js";

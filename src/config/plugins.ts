@@ -45,7 +45,14 @@ export type RoutePlugins = ReadonlyMap<number, readonly LoadedPlugin[]>;
 const loaded = new WeakMap<Config, Promise<RoutePlugins>>();
 // Options schemas are compiled once per module (a module object is stable for its URL).
 const validators = new WeakMap<object, ReturnType<Ajv["compile"]>>();
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true });
+// code.optimize off, as in load.ts (why there).
+const ajv = new Ajv({
+  allErrors: true,
+  useDefaults: true,
+  strict: false,
+  verbose: true,
+  code: { optimize: false },
+});
 
 /** Every route's plugins, imported and checked; rejects with a ConfigError listing every problem. */
 export function loadPlugins(config: Config, baseDir?: string): Promise<RoutePlugins> {
