@@ -22,7 +22,6 @@ import { loadPlugins } from "./config/plugins.js";
 import type { Config } from "./config/schema.js";
 import { editorSchema } from "./config/schema.js";
 import { explain } from "./explain.js";
-import { settleHeap } from "./heap.js";
 import { regexWarnings } from "./router/safe-regex.js";
 import { Runtime } from "./runtime.js";
 import { shadowWarnings } from "./shadow.js";
@@ -91,7 +90,6 @@ async function run(file: string, logLevel: string, workers: number): Promise<voi
       config,
       logger: log,
       worker: cluster.isWorker,
-      reloaded: () => log.debug(`heap settled after reload in ${settleHeap().toFixed(0)} ms`),
     });
   } catch (err) {
     log.flush();
@@ -103,7 +101,6 @@ async function run(file: string, logLevel: string, workers: number): Promise<voi
     log.warn("no routes: every request will get 404 SY_NO_ROUTE");
   for (const w of transportWarnings(config)) log.warn(w);
   if (cluster.isWorker) serveWorker(rt);
-  log.debug(`heap settled in ${settleHeap().toFixed(0)} ms`);
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -35,8 +35,6 @@ export interface RuntimeOptions {
    * counts reloads (admin/cluster.ts); this process answers its calls.
    */
   worker?: boolean;
-  /** Called when a reloaded config has been swapped in (cli.ts: settleHeap). */
-  reloaded?: () => void;
 }
 
 export class Runtime implements AdminOps {
@@ -145,7 +143,6 @@ export class Runtime implements AdminOps {
       this.metricsRegistry?.retain(this.gw.generation);
       this.count("success");
       log.info(`reloaded ${this.opts.file} (generation ${this.gw.generationNumber})`);
-      this.opts.reloaded?.();
       try {
         await this.follow(config);
       } catch (err) {

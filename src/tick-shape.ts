@@ -6,7 +6,7 @@
  * Why: Node builds each entry as `{ [async_id_symbol], [trigger_async_id_symbol],
  * callback, args }`, one hidden class (V8 map) per property added. Those maps
  * are held only weakly by their parent's transitions: a full GC at a moment
- * when no entry is queued (start-up, settleHeap after a load, an idle server)
+ * when no entry is queued (start-up; a forced one, as the CLI once ran after each load)
  * drops them, and the next entry builds new ones. V8's inline caches in
  * `nextTick` see a new map after each such GC and, after four, go
  * megamorphic for good; from then on every entry is built through the

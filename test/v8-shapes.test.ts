@@ -36,7 +36,7 @@ function run(script: string): string {
 }
 
 /**
- * Full GCs while no tick is queued (as at start-up and settleHeap), then the
+ * Full GCs while no tick is queued (as at start-up), then the
  * IC states of nextTick's property definitions, from V8's own debug print.
  */
 function tickStates(setup: string): string[] {

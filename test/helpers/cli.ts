@@ -25,8 +25,6 @@ export interface Workers {
    * rejects if the CLI exits first.
    */
   listening(n: number): Promise<Map<number, number>>;
-  /** Resolves once a log line's msg matches `re` (at once if one did); rejects if the CLI exits first. */
-  logged(re: RegExp): Promise<void>;
   /** SIGTERM to the primary; resolves with its exit code. */
   stop(): Promise<number | null>;
   /** For `finally`: the guard cleared and SIGKILL (nothing once the CLI has exited). */
@@ -36,20 +34,11 @@ export interface Workers {
 /** Start `src/cli.ts --config file --workers n`; after `guardMs` the child is SIGKILLed whatever it is doing. */
 export function startWorkers(
   file: string,
-  opts: { workers: number; guardMs: number; env?: NodeJS.ProcessEnv; args?: string[] },
+  opts: { workers: number; guardMs: number; env?: NodeJS.ProcessEnv },
 ): Workers {
   const child = spawn(
     process.execPath,
-    [
-      "--import",
-      "tsx",
-      "src/cli.ts",
-      "--config",
-      file,
-      "--workers",
-      String(opts.workers),
-      ...(opts.args ?? []),
-    ],
+    ["--import", "tsx", "src/cli.ts", "--config", file, "--workers", String(opts.workers)],
     { stdio: ["ignore", "pipe", "pipe"], env: opts.env },
   );
   const guard = setTimeout(() => child.kill("SIGKILL"), opts.guardMs);
@@ -57,8 +46,6 @@ export function startWorkers(
   const lines: Record<string, unknown>[] = [];
   const ports = new Map<number, number>();
   const waiting: { n: number; ok: (p: Map<number, number>) => void }[] = [];
-  const watching: { re: RegExp; ok: () => void }[] = [];
-  const matches = (re: RegExp) => lines.some((j) => re.test(String(j.msg)));
   let buf = "";
   child.stdout.on("data", (c) => {
     buf += c;
@@ -73,10 +60,6 @@ export function startWorkers(
       waiting.splice(waiting.indexOf(w), 1);
       w.ok(ports);
     }
-    for (const w of watching.filter((x) => matches(x.re))) {
-      watching.splice(watching.indexOf(w), 1);
-      w.ok();
-    }
   });
   child.stderr.resume();
   return {
@@ -87,12 +70,6 @@ export function startWorkers(
         if (ports.size >= n) return ok(ports);
         waiting.push({ n, ok });
         void exited.then((code) => fail(new Error(`exited early with ${code}`)));
-      }),
-    logged: (re) =>
-      new Promise((ok, fail) => {
-        if (matches(re)) return ok();
-        watching.push({ re, ok });
-        void exited.then((code) => fail(new Error(`exited (${code}) before a line matching ${re}`)));
       }),
     stop() {
       child.kill("SIGTERM");
