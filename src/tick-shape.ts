@@ -18,14 +18,8 @@
  */
 import { executionAsyncResource } from "node:async_hooks";
 
-let pinned: object | undefined;
+/** Holds the entry for as long as the module lives (that is, the process). */
+const held: object[] = [];
 
 // Inside a nextTick callback the execution resource is the queue entry itself.
-process.nextTick(() => {
-  pinned = executionAsyncResource();
-});
-
-/** The entry held (for tests); undefined until the first tick has run. */
-export function pinnedTick(): object | undefined {
-  return pinned;
-}
+process.nextTick(() => held.push(executionAsyncResource()));

@@ -61,19 +61,27 @@ export function pathString(segs: readonly Segment[]): string {
   return out;
 }
 
-// code.optimize off: Ajv's name optimiser builds an object per generated name (data92, _errs686 …),
-// each a new transition off V8's root object map; compiling the config schema filled that map's
-// 1536 slots, and until the next full GC every shape built from `{}` was a map of its own, sending
-// the inline caches of start-up code megamorphic for good (issue 11: 1536 transitions before the
-// first GC with it, 347 without). The validator runs once per load: its speed does not matter.
-const ajv = new Ajv({
-  allErrors: true,
-  useDefaults: true,
-  strict: false,
-  verbose: true,
-  code: { optimize: false },
-});
-const validate = ajv.compile(ConfigSchema);
+/**
+ * The Ajv every config schema is compiled with (this file's, and user plugins' options in
+ * plugins.ts): every problem at once, defaults filled in.
+ *
+ * code.optimize off: Ajv's name optimiser builds an object per generated name (data92, _errs686 …),
+ * each a new transition off V8's root object map; compiling the config schema filled that map's
+ * 1536 slots, and until the next full GC every shape built from `{}` was a map of its own, sending
+ * the inline caches of start-up code megamorphic for good (issue 11: 1536 transitions before the
+ * first GC with it, 347 without). A validator runs once per load: its speed does not matter.
+ */
+export function configAjv(): Ajv {
+  return new Ajv({
+    allErrors: true,
+    useDefaults: true,
+    strict: false,
+    verbose: true,
+    code: { optimize: false },
+  });
+}
+
+const validate = configAjv().compile(ConfigSchema);
 
 export interface LoadOptions {
   env?: NodeJS.ProcessEnv;

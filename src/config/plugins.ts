@@ -22,9 +22,17 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { isAbsolute, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { Ajv } from "ajv";
+import type { Ajv } from "ajv";
 import type { FastifyPluginAsync, FastifyPluginCallback } from "fastify";
-import { ConfigError, type Problem, pathString, reportSchemaErrors, type Segment, sourceOf } from "./load.js";
+import {
+  ConfigError,
+  configAjv,
+  type Problem,
+  pathString,
+  reportSchemaErrors,
+  type Segment,
+  sourceOf,
+} from "./load.js";
 import type { Config } from "./schema.js";
 
 /** One route's plugin, ready to register: its function and its checked (defaulted) options. */
@@ -45,14 +53,7 @@ export type RoutePlugins = ReadonlyMap<number, readonly LoadedPlugin[]>;
 const loaded = new WeakMap<Config, Promise<RoutePlugins>>();
 // Options schemas are compiled once per module (a module object is stable for its URL).
 const validators = new WeakMap<object, ReturnType<Ajv["compile"]>>();
-// code.optimize off, as in load.ts (why there).
-const ajv = new Ajv({
-  allErrors: true,
-  useDefaults: true,
-  strict: false,
-  verbose: true,
-  code: { optimize: false },
-});
+const ajv = configAjv();
 
 /** Every route's plugins, imported and checked; rejects with a ConfigError listing every problem. */
 export function loadPlugins(config: Config, baseDir?: string): Promise<RoutePlugins> {
