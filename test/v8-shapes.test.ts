@@ -75,8 +75,9 @@ ${sameShape}`);
 });
 
 test("loading the config validator leaves new object shapes shared", () => {
+  // Checked right after the compile: a full GC later would clear the dead transitions and hide
+  // the harm. plugins.ts compiles user plugins' options with the same configAjv().
   const out = run(`await import(${src("config/load.ts")});
-await import(${src("config/plugins.ts")});
 ${sameShape}`);
   assert.equal(out.trim(), "true");
 });
