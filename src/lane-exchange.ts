@@ -91,6 +91,10 @@ export class LaneReply {
   hijack(): this {
     return this;
   }
+  /** The fields set so far, not a copy (ownHeaders). */
+  get fields(): OutgoingHttpHeaders | undefined {
+    return this.pending;
+  }
   getHeaders(): OutgoingHttpHeaders {
     return this.pending === undefined ? {} : { ...this.pending };
   }
@@ -147,22 +151,50 @@ export class LaneReply {
 const NO_EDITS: readonly HeadEdit[] = [];
 
 /**
- * The head of an upstream answer being written by the forwarder itself
- * (plugins/balance.ts onHead) as a reply whose headers the head edits change.
+ * The fields a reply's hooks set, for the forwarder to copy once into the
+ * head it writes: a lane reply's own map as it is, Fastify's getHeaders()
+ * (a copy already) otherwise. Undefined when none were set.
  */
-export class HeadReply {
-  constructor(readonly headers: Record<string, unknown>) {}
+export function ownHeaders(reply: object): Readonly<Record<string, unknown>> | undefined {
+  return reply instanceof LaneReply
+    ? reply.fields
+    : (reply as { getHeaders(): OutgoingHttpHeaders }).getHeaders();
+}
+
+/**
+ * The head of an upstream answer being written by the forwarder itself
+ * (plugins/balance.ts onHead): the flat `[name, value, …]` list writeHead
+ * takes, behind the reply API the head edits use. Node's header writer walks
+ * a list with a counted loop; an object it walks with for…in and a
+ * hasOwnProperty per field, and a head that hooks and edits add fields to
+ * must first be a dictionary-mode object to stay cheap to build (bare
+ * node:http, 12 fields, wrk 5 s × 3 interleaved: 27.6–29.8 µs of CPU per
+ * request with a null-prototype object, 22.4–28.1 with a list). Names are
+ * lower-case and each appears once; a head holds about a dozen, so a linear
+ * search finds one in fewer steps than a hash would take to build.
+ */
+export class HeadList {
+  constructor(readonly list: unknown[]) {}
+  /** The index of `name`'s name slot (lower-case), or -1. */
+  indexOf(name: string): number {
+    const list = this.list;
+    for (let i = 0; i < list.length; i += 2) if (list[i] === name) return i;
+    return -1;
+  }
   header(name: string, value: unknown): this {
-    this.headers[name.toLowerCase()] = value;
+    const key = name.toLowerCase();
+    const i = this.indexOf(key);
+    if (i < 0) this.list.push(key, value);
+    else this.list[i + 1] = value;
     return this;
   }
   getHeader(name: string): unknown {
-    return this.headers[name.toLowerCase()];
+    const i = this.indexOf(name.toLowerCase());
+    return i < 0 ? undefined : this.list[i + 1];
   }
   removeHeader(name: string): this {
-    const key = name.toLowerCase();
-    // Removing an absent field is the common case (CORS drops the upstream's own): no delete, no slow object.
-    if (this.headers[key] !== undefined) delete this.headers[key];
+    const i = this.indexOf(name.toLowerCase());
+    if (i >= 0) this.list.splice(i, 2);
     return this;
   }
 }

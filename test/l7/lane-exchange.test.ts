@@ -5,14 +5,20 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { HeadReply } from "../../src/lane-exchange.js";
+import { HeadList } from "../../src/lane-exchange.js";
 
-test("HeadReply: header, getHeader and removeHeader take any case and keep one lower-case field", () => {
-  const head: Record<string, unknown> = { "x-upstream": "a", vary: "accept" };
-  const reply = new HeadReply(head);
+test("HeadList: header, getHeader and removeHeader take any case and keep one lower-case field", () => {
+  const list: unknown[] = ["x-upstream", "a", "vary", "accept"];
+  const reply = new HeadList(list);
   reply.header("X-Upstream", "b").header("Access-Control-Allow-Origin", "*");
-  assert.deepEqual(head, { "x-upstream": "b", vary: "accept", "access-control-allow-origin": "*" });
+  assert.deepEqual(list, ["x-upstream", "b", "vary", "accept", "access-control-allow-origin", "*"]);
   assert.equal(reply.getHeader("VARY"), "accept");
+  assert.equal(reply.getHeader("x-absent"), undefined);
   reply.removeHeader("Vary").removeHeader("X-Absent");
-  assert.deepEqual(head, { "x-upstream": "b", "access-control-allow-origin": "*" });
+  assert.deepEqual(list, ["x-upstream", "b", "access-control-allow-origin", "*"]);
+  // A value is never taken for a name: the search steps over name slots only.
+  const tricky = new HeadList(["x-a", "vary", "vary", "origin"]);
+  assert.equal(tricky.getHeader("vary"), "origin");
+  tricky.removeHeader("vary");
+  assert.deepEqual(tricky.list, ["x-a", "vary"]);
 });
