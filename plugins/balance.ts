@@ -60,28 +60,32 @@ function connectionNames(conn: string | string[] | undefined): string[] | undefi
 }
 
 /**
- * Copy `src`'s end-to-end fields into `out` in one pass: hop-by-hop ones, those
- * Connection names and `skip` stay behind. Copying what is kept (instead of
- * deleting what is not) keeps V8's fast object shapes on the hot path.
+ * Whether `name` crosses this hop: not hop-by-hop, not one the message's Connection
+ * header `named`, and not an HTTP/2 pseudo-header (:method, :path, :authority,
+ * :scheme describe this hop's request only).
+ */
+function isEndToEnd(name: string, named: readonly string[] | undefined): boolean {
+  return !HOP_BY_HOP.has(name) && !named?.includes(name) && name.charCodeAt(0) !== 58; /* ":" */
+}
+
+/**
+ * Copy `src`'s end-to-end fields into `out` in one pass, `skip` left behind too.
+ * Copying what is kept (instead of deleting what is not) keeps V8's fast object
+ * shapes on the hot path.
  */
 export function copyEndToEnd<T extends Record<string, unknown>>(
   src: IncomingHttpHeaders,
   out: T,
   skip?: string,
-  drop?: ReadonlySet<string>,
 ): T {
   const named = connectionNames(src.connection);
-  for (const name in src) {
-    if (HOP_BY_HOP.has(name) || name === skip || named?.includes(name) || drop?.has(name)) continue;
-    // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) describe this hop's request only.
-    if (name.charCodeAt(0) === 58 /* ":" */) continue;
-    (out as Record<string, unknown>)[name] = src[name];
-  }
+  for (const name in src)
+    if (name !== skip && isEndToEnd(name, named)) (out as Record<string, unknown>)[name] = src[name];
   return out;
 }
 
 /**
- * Append `src`'s end-to-end fields (as copyEndToEnd keeps them) to the flat head `list`, whose
+ * Append `src`'s end-to-end fields, except those in `drop`, to the flat head `list`, whose
  * first `own` slots are the fields the route's hooks set: the upstream's value replaces a hook's
  * field of the same name in place — except Set-Cookie, which both may set and which adds up.
  */
@@ -93,8 +97,7 @@ export function appendEndToEnd(
 ): void {
   const named = connectionNames(src.connection);
   for (const name in src) {
-    if (HOP_BY_HOP.has(name) || named?.includes(name) || drop?.has(name)) continue;
-    if (name.charCodeAt(0) === 58 /* ":" */) continue;
+    if (!isEndToEnd(name, named) || drop?.has(name)) continue;
     const value = src[name];
     let i = 0;
     while (i < own && list[i] !== name) i += 2;

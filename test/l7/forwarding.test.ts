@@ -153,6 +153,40 @@ routes:
     assert.ok(none.headers["x-request-id"]);
   });
 
+  test("X-Request-Id back to the client is the gateway's, once, even when the upstream answers with its own", async () => {
+    const up = await backend("own-id", (_req, res) => {
+      res.setHeader("x-request-id", "upstream-id");
+      res.setHeader("set-cookie", "u=1");
+      res.end("ok");
+    });
+    // A plain route (the lane) and one whose head carries fields of the route's own
+    // (RateLimit-*, a response transform): both heads are built by the forwarder.
+    const g = await gateway(`
+services: { s: { targets: [${up.url}] } }
+routes:
+  - { name: plain, match: { path: /plain }, service: s }
+  - name: policies
+    match: { path: /policies }
+    service: s
+    rateLimit: { max: 100, window: 1m }
+    transform: { response: { headers: { set: { x-frame-options: DENY } } } }
+`);
+    try {
+      for (const path of ["/plain", "/policies"]) {
+        const r = await request(g.url, { path, headers: { "x-request-id": "client-id" } });
+        assert.equal(r.body, "ok", path);
+        assert.equal(r.headers["x-request-id"], "client-id", `${path}: one field, the request's id`);
+        assert.deepEqual(r.headers["set-cookie"], ["u=1"], path);
+      }
+      const p = await request(g.url, { path: "/policies" });
+      assert.equal(p.headers["x-frame-options"], "DENY");
+      assert.equal(p.headers["ratelimit-limit"], "100", "the route's own fields are kept");
+    } finally {
+      await g.close();
+      await up.close();
+    }
+  });
+
   test("a 20 MB body streams upstream unchanged (chunked and with Content-Length)", async () => {
     const viaLength = await request(gw.url, {
       method: "POST",
